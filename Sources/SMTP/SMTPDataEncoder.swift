@@ -1,0 +1,60 @@
+import NIOCore
+
+/// Encodes a message body for the DATA phase (RFC 5321 section 4.5.2), streaming.
+///
+/// Wire safety lives here: every line end on the wire is CRLF (a bare LF or a bare CR
+/// in the input becomes CRLF), a line that starts with "." gets a second "."
+/// (dot-stuffing), and `finish` ends the data with `CRLF.CRLF`, adding the CRLF
+/// before the dot only when the body does not already end with one. Feed the body in
+/// any chunks; the output does not depend on where the chunks split.
+public struct SMTPDataEncoder: Sendable {
+    private var atLineStart = true
+    private var pendingCR = false
+
+    /// Makes an encoder at the start of a message.
+    public init() {}
+
+    /// Appends the encoding of `bytes` to `buffer`.
+    public mutating func encode(_ bytes: some Sequence<UInt8>, into buffer: inout ByteBuffer) {
+        for byte in bytes {
+            if pendingCR {
+                pendingCR = false
+                buffer.writeStaticString("\r\n")
+                atLineStart = true
+                if byte == UInt8(ascii: "\n") { continue }
+            }
+            switch byte {
+            case UInt8(ascii: "\r"):
+                pendingCR = true
+            case UInt8(ascii: "\n"):
+                buffer.writeStaticString("\r\n")
+                atLineStart = true
+            default:
+                if atLineStart, byte == UInt8(ascii: ".") { buffer.writeInteger(UInt8(ascii: ".")) }
+                buffer.writeInteger(byte)
+                atLineStart = false
+            }
+        }
+    }
+
+    /// Appends the end of the data: CRLF if the body did not end with a line end, then `.` CRLF.
+    public mutating func finish(into buffer: inout ByteBuffer) {
+        if pendingCR {
+            pendingCR = false
+            buffer.writeStaticString("\r\n")
+            atLineStart = true
+        }
+        if !atLineStart { buffer.writeStaticString("\r\n") }
+        buffer.writeStaticString(".\r\n")
+        atLineStart = true
+    }
+
+    /// Encodes a whole body and its terminator into a new buffer.
+    public static func encode(_ body: some Sequence<UInt8>, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+        var encoder = SMTPDataEncoder()
+        var buffer = allocator.buffer(capacity: body.underestimatedCount + body.underestimatedCount / 32 + 8)
+        encoder.encode(body, into: &buffer)
+        encoder.finish(into: &buffer)
+        return buffer
+    }
+}
