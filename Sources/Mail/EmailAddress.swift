@@ -72,8 +72,11 @@ public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
         }
         let (local, domain) = try Self.splitAddrSpec(addrSpec)
         try Self.checkLocalPart(local)
-        guard let asciiDomain = IDNA.toASCII(domain), asciiDomain.utf8.count <= Self.maxDomainOctets else {
+        guard let asciiDomain = IDNA.toASCII(domain) else {
             throw AddressParseError(code: "invalid_address", message: "has an invalid domain")
+        }
+        if asciiDomain.utf8.count > Self.maxDomainOctets {
+            throw AddressParseError(code: "too_long", message: "domain is longer than 255 octets")
         }
         if local.utf8.count + 1 + asciiDomain.utf8.count > Self.maxAddressOctets {
             throw AddressParseError(code: "too_long", message: "is longer than 254 octets")
