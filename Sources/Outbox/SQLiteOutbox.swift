@@ -1,0 +1,501 @@
+import Foundation
+import GRDB
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// The outbox's operations, named after intent (STYLE.md habit 7).
+///
+/// `SQLiteOutbox` is the one implementation today; the protocol is the seam for a
+/// PostgreSQL outbox shared by several instances (`FOR UPDATE SKIP LOCKED`).
+public protocol OutboxStore: Sendable {
+    /// Commits an email, its recipients and its `email.queued` event in one transaction.
+    func enqueue(_ email: NewEmail) async throws -> EnqueueResult
+    /// The email with this id, or nil.
+    func email(id: String) async throws -> EmailDetails?
+    /// Leases up to `limit` due emails to `owner` until `leaseUntil`.
+    func claimDue(now: Date, limit: Int, owner: String, leaseUntil: Date) async throws -> [ClaimedEmail]
+    /// Extends a lease while a long attempt runs. False if the lease was lost.
+    func renewLease(emailID: String, owner: String, until: Date) async throws -> Bool
+    /// Records an attempt: recipients, the attempt row, the email's status and its event.
+    func recordAttempt(_ record: AttemptRecord) async throws
+    /// Gives a leased email back to the queue untouched (shutdown before the attempt ran).
+    func releaseLease(emailID: String, owner: String, now: Date) async throws
+    /// The earliest `next_attempt_at` of a waiting email, if any.
+    func nextDueDate() async throws -> Date?
+    /// Events after a sequence number, in commit order.
+    func events(after sequence: Int64, limit: Int) async throws -> [OutboxEvent]
+}
+
+/// The SQLite outbox: one file, one writer, WAL, `synchronous=FULL`.
+///
+/// One process owns a file: `open` takes an exclusive `flock` on `<path>.lock` and
+/// fails with `OutboxError.locked` if another process has it. Having the lock, it
+/// returns every email left `sending` by an earlier process to the queue at once
+/// (as Postfix does with its active queue), since no other process can hold a lease.
+///
+/// Writes from concurrent `enqueue` calls are committed together (group commit).
+public final class SQLiteOutbox: OutboxStore {
+    /// How the database is opened.
+    public struct Options: Sendable {
+        /// `PRAGMA synchronous`: `FULL` by default, so a 202 survives power loss.
+        public var synchronousFull: Bool
+        /// How long a writer waits for a lock before `unavailable`.
+        public var busyTimeout: Duration
+        /// Creates options.
+        public init(synchronousFull: Bool = true, busyTimeout: Duration = .seconds(5)) {
+            self.synchronousFull = synchronousFull
+            self.busyTimeout = busyTimeout
+        }
+    }
+
+    /// The database file.
+    public let path: String
+    let pool: DatabasePool
+    private let lockFD: Int32
+    private let enqueuer: GroupCommitter<NewEmail, EnqueueResult>
+    private let signal = WorkSignal()
+    private let clock: @Sendable () -> Date
+
+    /// Opens (creating if needed) and migrates the outbox at `path`, taking its lock.
+    public init(path: String, options: Options = Options(), clock: @escaping @Sendable () -> Date = { Date() }) throws {
+        self.path = path
+        self.clock = clock
+        let lockPath = path + ".lock"
+        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw OutboxError.cannotOpen("\(lockPath): \(String(cString: strerror(errno)))")
+        }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            close(fd)
+            throw OutboxError.locked(path: path)
+        }
+        self.lockFD = fd
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(TimeInterval(options.busyTimeout.components.seconds))
+        configuration.foreignKeysEnabled = true
+        let synchronous = options.synchronousFull ? "FULL" : "NORMAL"
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = \(synchronous)")
+        }
+        do {
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Schema.migrator.migrate(pool)
+        } catch {
+            close(fd)
+            throw OutboxError.cannotOpen("\(path): \(error)")
+        }
+        let pool = self.pool
+        let clock = self.clock
+        enqueuer = GroupCommitter { batch in
+            await Self.enqueueBatch(batch, pool: pool, now: clock())
+        }
+        do {
+            try requeueAbandoned()
+        } catch {
+            close(fd)
+            throw OutboxError.cannotOpen("\(path): \(error)")
+        }
+    }
+
+    deinit {
+        close(lockFD)
+    }
+
+    /// Returns emails left `sending` by an earlier process to the queue, due now.
+    private func requeueAbandoned() throws {
+        let now = clock().millis
+        try pool.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE email SET
+                        status = CASE WHEN attempt_count = 0 THEN
+                            (CASE WHEN scheduled_at IS NOT NULL THEN 'scheduled' ELSE 'queued' END)
+                            ELSE 'deferred' END,
+                        lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, updated_at = ?
+                    WHERE status = 'sending'
+                    """,
+                arguments: [now, now])
+        }
+    }
+
+    // MARK: Accepting
+
+    public func enqueue(_ email: NewEmail) async throws -> EnqueueResult {
+        let result = try await enqueuer.submit(email)
+        signal.notify()
+        return result
+    }
+
+    private static func enqueueBatch(_ batch: [NewEmail], pool: DatabasePool, now: Date) async -> [Result<EnqueueResult, any Error>] {
+        do {
+            return try await pool.write { db in
+                var results: [Result<EnqueueResult, any Error>] = []
+                results.reserveCapacity(batch.count)
+                for email in batch {
+                    do {
+                        var result: EnqueueResult?
+                        try db.inSavepoint {
+                            result = try insert(email, db: db, now: now)
+                            return .commit
+                        }
+                        if let result { results.append(.success(result)) }
+                    } catch {
+                        results.append(.failure(OutboxError.map(error)))
+                    }
+                }
+                return results
+            }
+        } catch {
+            let mapped = OutboxError.map(error)
+            return batch.map { _ in .failure(mapped) }
+        }
+    }
+
+    static func insert(_ email: NewEmail, db: Database, now: Date) throws -> EnqueueResult {
+        let nowMillis = now.millis
+        let due = max(email.scheduledAt?.millis ?? nowMillis, 0)
+        let status: EmailStatus = due > nowMillis ? .scheduled : .queued
+        let tagsJSON = try encodeJSON(email.tags)
+        try db.execute(
+            sql: """
+                INSERT INTO email (id, status, from_header, mail_from, subject, message_id, requires_smtputf8,
+                    has_8bit, tags, created_at, updated_at, scheduled_at, expires_at, next_attempt_at)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                email.id, status.rawValue, email.from, email.mailFrom, email.subject, email.messageID,
+                email.requiresSMTPUTF8, email.has8BitData, tagsJSON, nowMillis, nowMillis,
+                email.scheduledAt?.millis, email.expiresAt?.millis, due,
+            ])
+        try db.execute(
+            sql: "INSERT INTO email_body (email_id, data) VALUES (?, ?)",
+            arguments: [email.id, Data(email.data)])
+        for (position, recipient) in email.recipients.enumerated() {
+            try db.execute(
+                sql: """
+                    INSERT INTO recipient (email_id, position, address, kind, status, updated_at)
+                    VALUES (?, ?, ?, ?, 'pending', ?)
+                    """,
+                arguments: [email.id, position, recipient.address, recipient.kind.rawValue, nowMillis])
+        }
+        try insertEvent(.queued, emailID: email.id, status: status, db: db, now: nowMillis)
+        return EnqueueResult(id: email.id, status: status)
+    }
+
+    /// Writes an event row whose payload is the email's state as committed by this transaction.
+    static func insertEvent(_ type: EventType, emailID: String, status: EmailStatus, db: Database, now: Int64) throws {
+        let tagsText = try String.fetchOne(db, sql: "SELECT tags FROM email WHERE id = ?", arguments: [emailID]) ?? "{}"
+        let tags = (try? JSONDecoder().decode([String: String].self, from: Data(tagsText.utf8))) ?? [:]
+        let rows = try Row.fetchAll(
+            db,
+            sql: """
+                SELECT address, kind, status, last_code, last_enhanced_code, last_text
+                FROM recipient WHERE email_id = ? ORDER BY position
+                """,
+            arguments: [emailID])
+        let payload = EventPayload(
+            emailID: emailID,
+            status: status.rawValue,
+            recipients: rows.map { row in
+                EventPayload.Recipient(
+                    address: row["address"],
+                    kind: row["kind"],
+                    status: row["status"],
+                    code: row["last_code"],
+                    enhancedCode: row["last_enhanced_code"],
+                    text: row["last_text"])
+            },
+            tags: tags)
+        try db.execute(
+            sql: "INSERT INTO event (type, email_id, created_at, payload) VALUES (?, ?, ?, ?)",
+            arguments: [type.rawValue, emailID, now, try encodeJSON(payload)])
+    }
+
+    // MARK: Reading
+
+    public func email(id: String) async throws -> EmailDetails? {
+        do {
+            return try await pool.read { db in try Self.fetchDetails(id: id, db: db) }
+        } catch {
+            throw OutboxError.map(error)
+        }
+    }
+
+    static func fetchDetails(id: String, db: Database) throws -> EmailDetails? {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM email WHERE id = ?", arguments: [id]) else {
+            return nil
+        }
+        let recipients = try Row.fetchAll(
+            db, sql: "SELECT * FROM recipient WHERE email_id = ? ORDER BY position", arguments: [id]
+        ).map { row in
+            RecipientState(
+                position: row["position"],
+                address: row["address"],
+                kind: RecipientKind(rawValue: row["kind"]) ?? .to,
+                status: RecipientStatus(rawValue: row["status"]) ?? .pending,
+                lastCode: row["last_code"],
+                lastEnhancedCode: row["last_enhanced_code"],
+                lastText: row["last_text"],
+                updatedAt: Date(millis: row["updated_at"]))
+        }
+        let attempts = try Row.fetchAll(
+            db, sql: "SELECT * FROM attempt WHERE email_id = ? ORDER BY number", arguments: [id]
+        ).map { row in
+            AttemptSummary(
+                number: row["number"],
+                startedAt: Date(millis: row["started_at"]),
+                finishedAt: Date(millis: row["finished_at"]),
+                nextHop: row["next_hop"],
+                outcome: EmailStatus(rawValue: row["outcome"]) ?? .deferred,
+                error: row["error"],
+                transcript: row["transcript"])
+        }
+        let tagsText: String = row["tags"]
+        return EmailDetails(
+            id: row["id"],
+            status: EmailStatus(rawValue: row["status"]) ?? .queued,
+            from: row["from_header"],
+            subject: row["subject"],
+            messageID: row["message_id"],
+            attemptCount: row["attempt_count"],
+            nextAttemptAt: (row["next_attempt_at"] as Int64?).map(Date.init(millis:)),
+            failureReason: row["failure_reason"],
+            createdAt: Date(millis: row["created_at"]),
+            updatedAt: Date(millis: row["updated_at"]),
+            scheduledAt: (row["scheduled_at"] as Int64?).map(Date.init(millis:)),
+            expiresAt: (row["expires_at"] as Int64?).map(Date.init(millis:)),
+            tags: (try? JSONDecoder().decode([String: String].self, from: Data(tagsText.utf8))) ?? [:],
+            recipients: recipients,
+            attempts: attempts)
+    }
+
+    public func nextDueDate() async throws -> Date? {
+        let millis = try await pool.read { db in
+            try Int64.fetchOne(
+                db, sql: "SELECT MIN(next_attempt_at) FROM email WHERE next_attempt_at IS NOT NULL")
+        }
+        return millis.map(Date.init(millis:))
+    }
+
+    public func events(after sequence: Int64, limit: Int) async throws -> [OutboxEvent] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db,
+                sql: "SELECT * FROM event WHERE sequence > ? ORDER BY sequence LIMIT ?",
+                arguments: [sequence, limit]
+            ).map { row in
+                OutboxEvent(
+                    sequence: row["sequence"],
+                    type: EventType(rawValue: row["type"]) ?? .queued,
+                    emailID: row["email_id"],
+                    createdAt: Date(millis: row["created_at"]),
+                    payload: row["payload"])
+            }
+        }
+    }
+
+    // MARK: Delivering
+
+    /// Waits until an email may have become due: an enqueue happened, or `deadline` passed.
+    public func waitForWork(until deadline: ContinuousClock.Instant) async {
+        await signal.wait(until: deadline)
+    }
+
+    public func claimDue(now: Date, limit: Int, owner: String, leaseUntil: Date) async throws -> [ClaimedEmail] {
+        let nowMillis = now.millis
+        let leaseMillis = leaseUntil.millis
+        do {
+            return try await pool.write { db in
+                // One indexed statement: the subquery walks `email_due` from its start.
+                let claimed = try Row.fetchAll(
+                    db,
+                    sql: """
+                        UPDATE email SET status = 'sending', lease_owner = ?, lease_until = ?,
+                            next_attempt_at = ?, updated_at = ?
+                        WHERE id IN (SELECT id FROM email WHERE next_attempt_at <= ?
+                                     ORDER BY next_attempt_at LIMIT ?)
+                        RETURNING id, mail_from, message_id, attempt_count, created_at, expires_at,
+                            requires_smtputf8, has_8bit
+                        """,
+                    arguments: [owner, leaseMillis, leaseMillis, nowMillis, nowMillis, limit])
+                return try claimed.map { row in
+                    let id: String = row["id"]
+                    let data = try Data.fetchOne(db, sql: "SELECT data FROM email_body WHERE email_id = ?", arguments: [id]) ?? Data()
+                    let recipientRows = try Row.fetchAll(
+                        db, sql: "SELECT position, address, status FROM recipient WHERE email_id = ? ORDER BY position",
+                        arguments: [id])
+                    var all: [Int: RecipientStatus] = [:]
+                    var open: [ClaimedEmail.Recipient] = []
+                    for recipientRow in recipientRows {
+                        let status = RecipientStatus(rawValue: recipientRow["status"]) ?? .pending
+                        let position: Int = recipientRow["position"]
+                        all[position] = status
+                        if status.needsAttempt {
+                            open.append(.init(position: position, address: recipientRow["address"], status: status))
+                        }
+                    }
+                    let attemptCount: Int = row["attempt_count"]
+                    return ClaimedEmail(
+                        id: id,
+                        mailFrom: row["mail_from"],
+                        messageID: row["message_id"],
+                        data: [UInt8](data),
+                        recipients: open,
+                        allRecipientStatuses: all,
+                        attemptNumber: attemptCount + 1,
+                        createdAt: Date(millis: row["created_at"]),
+                        expiresAt: (row["expires_at"] as Int64?).map(Date.init(millis:)),
+                        requiresSMTPUTF8: row["requires_smtputf8"],
+                        has8BitData: row["has_8bit"],
+                        leaseOwner: owner,
+                        leaseUntil: leaseUntil)
+                }
+            }
+        } catch {
+            throw OutboxError.map(error)
+        }
+    }
+
+    public func renewLease(emailID: String, owner: String, until: Date) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE email SET lease_until = ?, next_attempt_at = ?
+                    WHERE id = ? AND status = 'sending' AND lease_owner = ?
+                    """,
+                arguments: [until.millis, until.millis, emailID, owner])
+            return db.changesCount == 1
+        }
+    }
+
+    public func releaseLease(emailID: String, owner: String, now: Date) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    UPDATE email SET
+                        status = CASE WHEN attempt_count = 0 THEN
+                            (CASE WHEN scheduled_at IS NOT NULL THEN 'scheduled' ELSE 'queued' END)
+                            ELSE 'deferred' END,
+                        lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, updated_at = ?
+                    WHERE id = ? AND status = 'sending' AND lease_owner = ?
+                    """,
+                arguments: [now.millis, now.millis, emailID, owner])
+        }
+    }
+
+    public func recordAttempt(_ record: AttemptRecord) async throws {
+        do {
+            try await pool.write { db in
+                let owner = try String.fetchOne(
+                    db, sql: "SELECT lease_owner FROM email WHERE id = ? AND status = 'sending'",
+                    arguments: [record.emailID])
+                guard owner == record.leaseOwner else { throw OutboxError.leaseLost(emailID: record.emailID) }
+                let now = record.finishedAt.millis
+                for result in record.recipients {
+                    try db.execute(
+                        sql: """
+                            UPDATE recipient SET status = ?, last_code = ?, last_enhanced_code = ?, last_text = ?,
+                                updated_at = ?
+                            WHERE email_id = ? AND position = ?
+                            """,
+                        arguments: [
+                            result.status.rawValue, result.code, result.enhancedCode, result.text.map { String($0.prefix(1000)) },
+                            now, record.emailID, result.position,
+                        ])
+                }
+                try db.execute(
+                    sql: """
+                        INSERT INTO attempt (email_id, number, started_at, finished_at, next_hop, outcome, error, transcript)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        record.emailID, record.attemptNumber, record.startedAt.millis, now, record.nextHop,
+                        record.status.rawValue, record.error, record.transcript,
+                    ])
+                let final = record.status.isFinal
+                try db.execute(
+                    sql: """
+                        UPDATE email SET status = ?, attempt_count = ?, next_attempt_at = ?, lease_owner = NULL,
+                            lease_until = NULL, failure_reason = ?, updated_at = ?, finished_at = ?
+                        WHERE id = ?
+                        """,
+                    arguments: [
+                        record.status.rawValue, record.attemptNumber,
+                        final ? nil : (record.nextAttemptAt ?? record.finishedAt).millis,
+                        record.failureReason, now, final ? now : nil, record.emailID,
+                    ])
+                if let type = EventType(status: record.status) {
+                    try Self.insertEvent(type, emailID: record.emailID, status: record.status, db: db, now: now)
+                }
+            }
+        } catch {
+            throw OutboxError.map(error)
+        }
+        if !record.status.isFinal { signal.notify() }
+    }
+
+    /// Runs `PRAGMA integrity_check`; "ok" when the file is sound.
+    public func integrityCheck() async throws -> String {
+        try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "" }
+    }
+
+    /// Counts emails by status (for tests, metrics and the shutdown check).
+    public func countByStatus() async throws -> [EmailStatus: Int] {
+        try await pool.read { db in
+            var counts: [EmailStatus: Int] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT status, COUNT(*) AS n FROM email GROUP BY status") {
+                if let status = EmailStatus(rawValue: row["status"]) { counts[status] = row["n"] }
+            }
+            return counts
+        }
+    }
+}
+
+/// The JSON payload of an event row.
+struct EventPayload: Codable {
+    struct Recipient: Codable {
+        var address: String
+        var kind: String
+        var status: String
+        var code: Int?
+        var enhancedCode: String?
+        var text: String?
+
+        enum CodingKeys: String, CodingKey {
+            case address, kind, status, code, text
+            case enhancedCode = "enhanced_code"
+        }
+    }
+
+    var emailID: String
+    var status: String
+    var recipients: [Recipient]
+    var tags: [String: String]
+
+    enum CodingKeys: String, CodingKey {
+        case status, recipients, tags
+        case emailID = "email_id"
+    }
+}
+
+func encodeJSON<T: Encodable>(_ value: T) throws -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    return String(decoding: try encoder.encode(value), as: UTF8.self)
+}
+
+extension Date {
+    /// Milliseconds since 1970, as stored.
+    var millis: Int64 { Int64((timeIntervalSince1970 * 1000).rounded(.down)) }
+
+    init(millis: Int64) {
+        self.init(timeIntervalSince1970: TimeInterval(millis) / 1000)
+    }
+}

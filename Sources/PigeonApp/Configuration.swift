@@ -1,0 +1,213 @@
+import Delivery
+import Foundation
+import SMTPClient
+
+/// One setting of `pigeon serve`: its environment variable, its flag and its default.
+///
+/// This table is the single list of settings; the README's configuration table and
+/// the `serve` flags follow it.
+public struct Setting: Sendable, Hashable {
+    /// The environment variable, e.g. `PIGEON_LISTEN`.
+    public var environment: String
+    /// The long flag of `pigeon serve`, e.g. `listen`.
+    public var flag: String
+    /// The default, or nil when there is none.
+    public var defaultValue: String?
+    /// One line of help.
+    public var help: String
+
+    /// Every setting `pigeon serve` reads.
+    public static let all: [Setting] = [
+        Setting(environment: "PIGEON_LISTEN", flag: "listen", defaultValue: "127.0.0.1:8080", help: "HTTP listen address, host:port."),
+        Setting(environment: "PIGEON_DATABASE", flag: "database", defaultValue: "./pigeon.sqlite", help: "The SQLite outbox file."),
+        Setting(
+            environment: "PIGEON_SMTP_URL", flag: "smtp-url", defaultValue: nil,
+            help: "The relay: smtp://user:pass@host:587?tls=required|opportunistic|none, or smtps://host:465."),
+        Setting(
+            environment: "PIGEON_SMTP_CA_FILE", flag: "smtp-ca-file", defaultValue: nil,
+            help: "PEM file of CA certificates to verify the relay with, instead of the system store."),
+        Setting(
+            environment: "PIGEON_SMTP_MAX_CONNECTIONS", flag: "smtp-max-connections", defaultValue: "8",
+            help: "Connections to the relay at most, and emails in flight at once."),
+        Setting(
+            environment: "PIGEON_API_KEYS", flag: "api-keys", defaultValue: nil,
+            help: "Comma-separated bearer keys accepted on /v1 (at least one, 16 characters or more)."),
+        Setting(
+            environment: "PIGEON_RETRY_SCHEDULE", flag: "retry-schedule", defaultValue: "5m,10m,20m,40m,1h",
+            help: "Delays between attempts; the last repeats."),
+        Setting(
+            environment: "PIGEON_MAX_QUEUE_LIFETIME", flag: "max-queue-lifetime", defaultValue: "5d",
+            help: "After this long in the queue an email fails as expired."),
+        Setting(
+            environment: "PIGEON_MAX_REQUEST_BYTES", flag: "max-request-bytes", defaultValue: "36000000",
+            help: "Largest accepted HTTP request body (413 above)."),
+        Setting(
+            environment: "PIGEON_DKIM_DOMAIN", flag: "dkim-domain", defaultValue: nil,
+            help: "DKIM signing domain (d=); with PIGEON_DKIM_SELECTOR and PIGEON_DKIM_KEY_FILE."),
+        Setting(environment: "PIGEON_DKIM_SELECTOR", flag: "dkim-selector", defaultValue: nil, help: "DKIM selector (s=)."),
+        Setting(
+            environment: "PIGEON_DKIM_KEY_FILE", flag: "dkim-key-file", defaultValue: nil,
+            help: "PEM private key: RSA 2048+ (rsa-sha256) or Ed25519 (ed25519-sha256)."),
+        Setting(
+            environment: "PIGEON_LOG_LEVEL", flag: "log-level", defaultValue: "info",
+            help: "trace, debug, info, notice, warning, error or critical."),
+        Setting(environment: "PIGEON_LOG_FORMAT", flag: "log-format", defaultValue: "text", help: "text or json."),
+    ]
+}
+
+/// A setting that is missing, malformed or contradicts another; start-up stops with its one line.
+public struct ConfigurationError: Error, Sendable, CustomStringConvertible, Equatable {
+    /// The setting's environment variable name.
+    public var setting: String
+    /// What is wrong, without the secret value.
+    public var message: String
+    /// `PIGEON_SMTP_URL: ...`.
+    public var description: String { "\(setting): \(message)" }
+
+    /// Creates an error.
+    public init(setting: String, message: String) {
+        self.setting = setting
+        self.message = message
+    }
+}
+
+/// The resolved configuration of `pigeon serve`.
+public struct PigeonConfiguration: Sendable {
+    /// The HTTP host to bind.
+    public var host: String
+    /// The HTTP port to bind (0 picks a free one).
+    public var port: Int
+    /// The SQLite outbox file.
+    public var databasePath: String
+    /// The relay.
+    public var relay: SMTPRelayConfiguration
+    /// Accepted bearer keys.
+    public var apiKeys: [String]
+    /// The retry policy.
+    public var retryPolicy: RetryPolicy
+    /// Largest request body.
+    public var maxRequestBytes: Int
+    /// DKIM settings, when signing.
+    public var dkim: DKIMSettings?
+    /// Log level name.
+    public var logLevel: String
+    /// `text` or `json`.
+    public var logFormat: String
+    /// Delivery tuning.
+    public var delivery: DeliveryConfiguration
+
+    /// DKIM signing settings.
+    public struct DKIMSettings: Sendable {
+        /// d=
+        public var domain: String
+        /// s=
+        public var selector: String
+        /// The PEM key file.
+        public var keyFile: String
+    }
+
+    /// Resolves settings from flags (by environment-variable name) over the environment over defaults.
+    public static func load(environment: [String: String], overrides: [String: String] = [:]) throws(ConfigurationError) -> PigeonConfiguration {
+        func value(_ name: String) -> String? {
+            if let flag = overrides[name] { return flag }
+            if let env = environment[name], !env.isEmpty { return env }
+            return Setting.all.first { $0.environment == name }?.defaultValue
+        }
+
+        let listen = value("PIGEON_LISTEN") ?? "127.0.0.1:8080"
+        let (host, port) = try parseListen(listen)
+
+        guard let smtpURL = value("PIGEON_SMTP_URL") else {
+            throw ConfigurationError(setting: "PIGEON_SMTP_URL", message: "not set; give the relay, e.g. smtp://127.0.0.1:2525?tls=none")
+        }
+        var relay: SMTPRelayConfiguration
+        do {
+            relay = try SMTPRelayConfiguration(url: smtpURL, caFile: value("PIGEON_SMTP_CA_FILE"))
+        } catch {
+            throw ConfigurationError(setting: "PIGEON_SMTP_URL", message: error.description)
+        }
+        if let caFile = value("PIGEON_SMTP_CA_FILE"), !FileManager.default.isReadableFile(atPath: caFile) {
+            throw ConfigurationError(setting: "PIGEON_SMTP_CA_FILE", message: "cannot read \(caFile)")
+        }
+        let maxConnections = try parseInt("PIGEON_SMTP_MAX_CONNECTIONS", value("PIGEON_SMTP_MAX_CONNECTIONS"), range: 1...256)
+        relay.maxConnections = maxConnections
+
+        let keys = (value("PIGEON_API_KEYS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !keys.isEmpty else {
+            throw ConfigurationError(setting: "PIGEON_API_KEYS", message: "not set; give at least one bearer key (e.g. from `openssl rand -hex 24`)")
+        }
+        if keys.contains(where: { $0.count < 16 }) {
+            throw ConfigurationError(setting: "PIGEON_API_KEYS", message: "every key must have at least 16 characters")
+        }
+        if keys.contains(where: { key in key.unicodeScalars.contains { $0.value < 0x21 || $0.value > 0x7E } }) {
+            throw ConfigurationError(setting: "PIGEON_API_KEYS", message: "keys must be printable ASCII without spaces")
+        }
+
+        let schedule: [Duration]
+        do {
+            schedule = try RetryPolicy.parseSchedule(value("PIGEON_RETRY_SCHEDULE") ?? "")
+        } catch {
+            throw ConfigurationError(setting: "PIGEON_RETRY_SCHEDULE", message: error.description)
+        }
+        let lifetime: Duration
+        do {
+            lifetime = try RetryPolicy.parseDuration(value("PIGEON_MAX_QUEUE_LIFETIME") ?? "")
+        } catch {
+            throw ConfigurationError(setting: "PIGEON_MAX_QUEUE_LIFETIME", message: error.description)
+        }
+        guard lifetime > .zero else {
+            throw ConfigurationError(setting: "PIGEON_MAX_QUEUE_LIFETIME", message: "must be longer than zero")
+        }
+
+        let maxRequestBytes = try parseInt("PIGEON_MAX_REQUEST_BYTES", value("PIGEON_MAX_REQUEST_BYTES"), range: 1024...1_000_000_000)
+
+        let dkimValues = ["PIGEON_DKIM_DOMAIN", "PIGEON_DKIM_SELECTOR", "PIGEON_DKIM_KEY_FILE"].map { ($0, value($0)) }
+        var dkim: DKIMSettings?
+        let given = dkimValues.filter { $0.1 != nil }
+        if !given.isEmpty {
+            if let missing = dkimValues.first(where: { $0.1 == nil }) {
+                throw ConfigurationError(
+                    setting: missing.0, message: "not set, but \(given.map(\.0).joined(separator: " and ")) is; DKIM needs all three")
+            }
+            dkim = DKIMSettings(domain: dkimValues[0].1 ?? "", selector: dkimValues[1].1 ?? "", keyFile: dkimValues[2].1 ?? "")
+        }
+
+        let logLevel = (value("PIGEON_LOG_LEVEL") ?? "info").lowercased()
+        guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(logLevel) else {
+            throw ConfigurationError(setting: "PIGEON_LOG_LEVEL", message: "'\(logLevel)' is not a log level")
+        }
+        let logFormat = (value("PIGEON_LOG_FORMAT") ?? "text").lowercased()
+        guard ["text", "json"].contains(logFormat) else {
+            throw ConfigurationError(setting: "PIGEON_LOG_FORMAT", message: "must be text or json")
+        }
+
+        return PigeonConfiguration(
+            host: host,
+            port: port,
+            databasePath: value("PIGEON_DATABASE") ?? "./pigeon.sqlite",
+            relay: relay,
+            apiKeys: keys,
+            retryPolicy: RetryPolicy(schedule: schedule, maxQueueLifetime: lifetime),
+            maxRequestBytes: maxRequestBytes,
+            dkim: dkim,
+            logLevel: logLevel,
+            logFormat: logFormat,
+            delivery: DeliveryConfiguration(concurrency: maxConnections))
+    }
+
+    static func parseListen(_ text: String) throws(ConfigurationError) -> (String, Int) {
+        let error = ConfigurationError(setting: "PIGEON_LISTEN", message: "'\(text)' is not host:port (e.g. 127.0.0.1:8080 or [::1]:8080)")
+        guard let colon = text.lastIndex(of: ":") else { throw error }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty, let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { throw error }
+        return (host, port)
+    }
+
+    static func parseInt(_ name: String, _ text: String?, range: ClosedRange<Int>) throws(ConfigurationError) -> Int {
+        guard let text, let number = Int(text), range.contains(number) else {
+            throw ConfigurationError(setting: name, message: "'\(text ?? "")' is not a whole number in \(range.lowerBound)...\(range.upperBound)")
+        }
+        return number
+    }
+}

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import PigeonApp
+
+/// The `pigeon` command: `serve` runs the service; the rest are small operator commands.
+@main
+struct Pigeon: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pigeon",
+        abstract: "A self-hosted HTTP-to-SMTP bridge.",
+        subcommands: [Serve.self, Healthcheck.self],
+        defaultSubcommand: nil)
+}
+
+/// `pigeon serve`: every setting is an environment variable and the flag of the same name.
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run the HTTP API and the delivery service.",
+        discussion: "Each flag overrides the environment variable named after it (PIGEON_LISTEN for --listen, ...).")
+
+    @Option(help: "PIGEON_LISTEN: HTTP listen address, host:port (default 127.0.0.1:8080).") var listen: String?
+    @Option(help: "PIGEON_DATABASE: the SQLite outbox file (default ./pigeon.sqlite).") var database: String?
+    @Option(name: .customLong("smtp-url"), help: "PIGEON_SMTP_URL: the relay, e.g. smtp://user:pass@host:587?tls=required.") var smtpURL: String?
+    @Option(name: .customLong("smtp-ca-file"), help: "PIGEON_SMTP_CA_FILE: CA certificates (PEM) for the relay.") var smtpCAFile: String?
+    @Option(name: .customLong("smtp-max-connections"), help: "PIGEON_SMTP_MAX_CONNECTIONS (default 8).") var smtpMaxConnections: String?
+    @Option(name: .customLong("api-keys"), help: "PIGEON_API_KEYS: comma-separated bearer keys.") var apiKeys: String?
+    @Option(name: .customLong("retry-schedule"), help: "PIGEON_RETRY_SCHEDULE (default 5m,10m,20m,40m,1h).") var retrySchedule: String?
+    @Option(name: .customLong("max-queue-lifetime"), help: "PIGEON_MAX_QUEUE_LIFETIME (default 5d).") var maxQueueLifetime: String?
+    @Option(name: .customLong("max-request-bytes"), help: "PIGEON_MAX_REQUEST_BYTES (default 36000000).") var maxRequestBytes: String?
+    @Option(name: .customLong("dkim-domain"), help: "PIGEON_DKIM_DOMAIN.") var dkimDomain: String?
+    @Option(name: .customLong("dkim-selector"), help: "PIGEON_DKIM_SELECTOR.") var dkimSelector: String?
+    @Option(name: .customLong("dkim-key-file"), help: "PIGEON_DKIM_KEY_FILE.") var dkimKeyFile: String?
+    @Option(name: .customLong("log-level"), help: "PIGEON_LOG_LEVEL (default info).") var logLevel: String?
+    @Option(name: .customLong("log-format"), help: "PIGEON_LOG_FORMAT: text or json (default text).") var logFormat: String?
+
+    func run() async throws {
+        let flags: [String: String?] = [
+            "PIGEON_LISTEN": listen, "PIGEON_DATABASE": database, "PIGEON_SMTP_URL": smtpURL,
+            "PIGEON_SMTP_CA_FILE": smtpCAFile, "PIGEON_SMTP_MAX_CONNECTIONS": smtpMaxConnections,
+            "PIGEON_API_KEYS": apiKeys, "PIGEON_RETRY_SCHEDULE": retrySchedule,
+            "PIGEON_MAX_QUEUE_LIFETIME": maxQueueLifetime, "PIGEON_MAX_REQUEST_BYTES": maxRequestBytes,
+            "PIGEON_DKIM_DOMAIN": dkimDomain, "PIGEON_DKIM_SELECTOR": dkimSelector, "PIGEON_DKIM_KEY_FILE": dkimKeyFile,
+            "PIGEON_LOG_LEVEL": logLevel, "PIGEON_LOG_FORMAT": logFormat,
+        ]
+        let overrides = flags.compactMapValues { $0 }
+        let configuration: PigeonConfiguration
+        do {
+            configuration = try PigeonConfiguration.load(environment: ProcessInfo.processInfo.environment, overrides: overrides)
+        } catch {
+            FileHandle.standardError.write(Data("pigeon: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        }
+        do {
+            try await runApplication(configuration)
+        } catch let error as StartupError {
+            FileHandle.standardError.write(Data("pigeon: \(error.description)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+}
+
+/// `pigeon healthcheck`: exits 0 when `GET /healthz` on the listen address answers 200
+/// (for the container HEALTHCHECK; needs no curl in the image).
+struct Healthcheck: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Exit 0 when the local service answers GET /healthz.")
+
+    @Option(help: "host:port to check (default PIGEON_LISTEN or 127.0.0.1:8080).") var listen: String?
+
+    func run() async throws {
+        let address = listen ?? ProcessInfo.processInfo.environment["PIGEON_LISTEN"] ?? "127.0.0.1:8080"
+        guard await probeHealth(listen: address) else { throw ExitCode(1) }
+    }
+}
