@@ -51,6 +51,22 @@ def parse_bytes(data):
             return None
         return [mailbox(a) for a in header.addresses]
 
+    def addresses_rfc2047(name):
+        # CPython's modern address parser keeps the whitespace between two adjacent encoded
+        # words of a display name, which RFC 2047 section 6.2 says to drop; the RFC 2047 decoder
+        # of email.header does drop it. So names are also read through that decoder.
+        from email.header import decode_header, make_header
+        from email.utils import getaddresses
+
+        raw = [value for key, value in msg.raw_items() if key.lower() == name]
+        if not raw:
+            return None
+        unfolded = [v.replace("\r\n", "").replace("\n", "") for v in raw]
+        result = []
+        for display, addr in getaddresses(unfolded):
+            result.append({"name": str(make_header(decode_header(display))) if display else "", "addr": addr})
+        return result
+
     def body(kind):
         part = msg.get_body(preferencelist=(kind,))
         if part is None or part.get_content_subtype() != kind:
@@ -88,6 +104,8 @@ def parse_bytes(data):
         "to": addresses("to"),
         "cc": addresses("cc"),
         "reply_to": addresses("reply-to"),
+        "from_rfc2047": addresses_rfc2047("from"),
+        "to_rfc2047": addresses_rfc2047("to"),
         "has_bcc": msg["bcc"] is not None,
         "message_id": str(msg["message-id"]),
         "date": str(msg["date"]),

@@ -42,7 +42,7 @@ public struct DKIMSigner: Sendable {
     /// PKCS#8 (`BEGIN PRIVATE KEY`), or Ed25519 in PKCS#8 (RFC 8410). RSA keys under 2048 bits,
     /// encrypted keys, public keys and other key types are refused with a one-line reason.
     public init(domain: String, selector: String, privateKeyPEM: String) throws(DKIMKeyError) {
-        guard let asciiDomain = IDNA.toASCII(domain.lowercased()), asciiDomain.contains(".") || !asciiDomain.isEmpty else {
+        guard let asciiDomain = IDNA.toASCII(domain.lowercased()) else {
             throw DKIMKeyError("not a valid domain name: \(domain.prefix(64))")
         }
         // RFC 6376 §3.1: selector = sub-domain *( "." sub-domain ).

@@ -140,6 +140,8 @@ struct ParsedMessage: Decodable {
     var to: [Mailbox]?
     var cc: [Mailbox]?
     var reply_to: [Mailbox]?
+    var from_rfc2047: [Mailbox]?
+    var to_rfc2047: [Mailbox]?
     var has_bcc: Bool
     var message_id: String
     var date: String
