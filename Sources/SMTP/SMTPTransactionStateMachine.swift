@@ -171,8 +171,15 @@ public struct SMTPTransactionStateMachine: Sendable {
             return fail(SMTPSessionError(kind: .protocolViolation, reply: reply, isTransient: true, message: "unexpected reply"))
         }
         if reply.code == 421 { return fail(.negativeReply(reply, during: "\(current)")) }
-        if !(200..<600).contains(reply.code) {
-            return fail(SMTPSessionError(kind: .protocolViolation, reply: reply, isTransient: true, message: "unexpected reply"))
+        // RFC 5321 section 4.3.2: the codes each command may answer with. Anything else
+        // (a 354 to MAIL, a 250 to DATA) must not be mistaken for a decision.
+        let isExpectedCode: Bool =
+            switch current {
+            case .data: reply.code == 354 || reply.isTransientNegative || reply.isPermanentNegative
+            default: reply.isPositiveCompletion || reply.isTransientNegative || reply.isPermanentNegative
+            }
+        guard isExpectedCode else {
+            return fail(SMTPSessionError(kind: .protocolViolation, reply: reply, isTransient: true, message: "unexpected reply \(reply.code)"))
         }
         let pipelined = capabilities.supportsPipelining
         switch current {
@@ -217,9 +224,6 @@ public struct SMTPTransactionStateMachine: Sendable {
             return finish()
 
         case .dataDone:
-            guard reply.code != 354 else {
-                return fail(SMTPSessionError(kind: .protocolViolation, reply: reply, isTransient: true, message: "unexpected reply"))
-            }
             finalReply = reply
             return finish()
 

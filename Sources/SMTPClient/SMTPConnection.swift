@@ -10,7 +10,7 @@ import SMTP
 /// `SMTPReplyHandler` live on the channel's event loop.
 struct SMTPConnection: Sendable {
     let channel: any Channel
-    private let handler: NIOLoopBound<SMTPReplyHandler>
+    private let handler: NIOLoopBoundBox<SMTPReplyHandler>
     private let timeouts: SMTPTimeouts
     let configuration: SMTPRelayConfiguration
     private(set) var capabilities = SMTPCapabilities()
@@ -33,7 +33,9 @@ struct SMTPConnection: Sendable {
     ) async throws(SMTPClientError) -> SMTPConnection {
         let implicitTLS = configuration.tlsMode == .implicit
         let serverHostname = Self.sniHostname(configuration.host)
-        let bootstrap = ClientBootstrap(group: eventLoopGroup)
+        let eventLoop = eventLoopGroup.next()
+        let handler = NIOLoopBoundBox.makeBoxSendingValue(SMTPReplyHandler(), eventLoop: eventLoop)
+        let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(configuration.timeouts.connect))
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { channel in
@@ -41,7 +43,7 @@ struct SMTPConnection: Sendable {
                     if implicitTLS, let tlsContext {
                         try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tlsContext, serverHostname: serverHostname))
                     }
-                    try channel.pipeline.syncOperations.addHandler(SMTPReplyHandler())
+                    try channel.pipeline.syncOperations.addHandler(handler.value)
                 }
             }
         let channel: any Channel
@@ -55,15 +57,6 @@ struct SMTPConnection: Sendable {
                 message: "cannot connect to \(configuration.nextHop): \(Self.describe(error))"
             )
         }
-        let handler: NIOLoopBound<SMTPReplyHandler>
-        do {
-            handler = try await channel.eventLoop.submit {
-                NIOLoopBound(try channel.pipeline.syncOperations.handler(type: SMTPReplyHandler.self), eventLoop: channel.eventLoop)
-            }.get()
-        } catch {
-            channel.close(promise: nil)
-            throw SMTPClientError(kind: .connect, isTransient: true, message: "connection set-up failed")
-        }
         var connection = SMTPConnection(channel: channel, handler: handler, timeouts: configuration.timeouts, configuration: configuration)
         logger.debug("SMTP connected", metadata: ["smtp.next_hop": "\(configuration.nextHop)"])
         do {
@@ -75,7 +68,7 @@ struct SMTPConnection: Sendable {
         return connection
     }
 
-    private init(channel: any Channel, handler: NIOLoopBound<SMTPReplyHandler>, timeouts: SMTPTimeouts, configuration: SMTPRelayConfiguration) {
+    private init(channel: any Channel, handler: NIOLoopBoundBox<SMTPReplyHandler>, timeouts: SMTPTimeouts, configuration: SMTPRelayConfiguration) {
         self.channel = channel
         self.handler = handler
         self.timeouts = timeouts
@@ -215,9 +208,15 @@ struct SMTPConnection: Sendable {
         var action = SMTPTransactionStateMachine.Action.awaitReply
         for (index, reply) in replies.enumerated() {
             action = machine.receive(reply)
-            if case .awaitReply = action { continue }
-            if index != replies.count - 1 {
-                throw SMTPSessionError(kind: .protocolViolation, reply: reply, isTransient: true, message: "more replies than commands")
+            switch action {
+            case .awaitReply:
+                continue
+            case .fail:
+                return action
+            default:
+                if index != replies.count - 1 {
+                    throw SMTPSessionError(kind: .protocolViolation, reply: reply, isTransient: true, message: "more replies than commands")
+                }
             }
         }
         return action

@@ -108,6 +108,8 @@ public final class TestSMTPServer: Sendable {
         public var authCredentials: Credentials?
         /// The name in the greeting and EHLO reply.
         public var hostname: String
+        /// The SASL mechanisms announced when `authCredentials` is set (PLAIN and LOGIN are implemented).
+        public var authMechanisms: [String]
 
         /// Makes a configuration; by default no TLS, no AUTH, PIPELINING, 8BITMIME,
         /// ENHANCEDSTATUSCODES and SIZE 10485760.
@@ -116,8 +118,10 @@ public final class TestSMTPServer: Sendable {
             tls: TestTLSIdentity? = nil,
             implicitTLS: Bool = false,
             authCredentials: Credentials? = nil,
-            hostname: String = "test.pigeon.invalid"
+            hostname: String = "test.pigeon.invalid",
+            authMechanisms: [String] = ["PLAIN", "LOGIN"]
         ) {
+            self.authMechanisms = authMechanisms
             self.extensions = extensions
             self.tls = tls
             self.implicitTLS = implicitTLS
@@ -224,6 +228,12 @@ public final class TestSMTPServer: Sendable {
             guard ContinuousClock.now < deadline else { throw TestSMTPServerError.timedOut(expected: count, received: messages.count) }
             try await Task.sleep(for: .milliseconds(10))
         }
+    }
+
+    /// Closes every open connection without a word, as a server restarting would.
+    public func dropConnections() async {
+        let children = state.withLock { Array($0.openChannels.values) }
+        for child in children { try? await child.close() }
     }
 
     /// Closes the listener and every open connection.

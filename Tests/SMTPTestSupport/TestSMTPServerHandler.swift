@@ -155,14 +155,11 @@ final class TestSMTPServerHandler: ChannelInboundHandler {
         switch response {
         case .standard:
             let text = standard()
-            send(text)
-            applySideEffects(code: String(text.prefix(3)), verb: verb, argument: argument)
+            sendApplyingSideEffects(Array(text.utf8) + (text.hasSuffix("\r\n") ? [] : [13, 10]), verb: verb, argument: argument)
         case .reply(let text):
-            send(text)
-            applySideEffects(code: String(text.prefix(3)), verb: verb, argument: argument)
+            sendApplyingSideEffects(Array(text.utf8) + (text.hasSuffix("\r\n") ? [] : [13, 10]), verb: verb, argument: argument)
         case .raw(let bytes):
-            context?.writeAndFlush(NIOAny(ByteBuffer(bytes: bytes)), promise: nil)
-            applySideEffects(code: String(decoding: bytes.prefix(3), as: UTF8.self), verb: verb, argument: argument)
+            sendApplyingSideEffects(bytes, verb: verb, argument: argument)
         case .disconnect:
             context?.close(promise: nil)
         case .hang:
@@ -182,6 +179,17 @@ final class TestSMTPServerHandler: ChannelInboundHandler {
         }
     }
 
+    /// Side effects happen before the reply is written (so a test that saw the reply sees
+    /// the message stored), except where the reply must go out first: the 220 to STARTTLS
+    /// in plain text, and the last words before closing.
+    private func sendApplyingSideEffects(_ bytes: [UInt8], verb: String, argument: String) {
+        let code = String(decoding: bytes.prefix(3), as: UTF8.self)
+        let sendFirst = verb == "STARTTLS" || verb == "QUIT" || code == "421"
+        if sendFirst { context?.writeAndFlush(NIOAny(ByteBuffer(bytes: bytes)), promise: nil) }
+        applySideEffects(code: code, verb: verb, argument: argument)
+        if !sendFirst { context?.writeAndFlush(NIOAny(ByteBuffer(bytes: bytes)), promise: nil) }
+    }
+
     private func send(_ text: String) {
         guard let context else { return }
         var out = context.channel.allocator.buffer(capacity: text.utf8.count + 2)
@@ -198,7 +206,7 @@ final class TestSMTPServerHandler: ChannelInboundHandler {
         case "EHLO":
             var keywords = configuration.extensions
             if configuration.tls != nil && !encrypted { keywords.append("STARTTLS") }
-            if configuration.authCredentials != nil { keywords.append("AUTH PLAIN LOGIN") }
+            if configuration.authCredentials != nil { keywords.append((["AUTH"] + configuration.authMechanisms).joined(separator: " ")) }
             let lines = [hostname] + keywords
             return lines.enumerated().map { "250\($0 == lines.count - 1 ? " " : "-")\($1)" }.joined(separator: "\r\n")
         case "HELO":
@@ -210,7 +218,9 @@ final class TestSMTPServerHandler: ChannelInboundHandler {
             guard configuration.authCredentials != nil else { return "503 5.5.1 Error: authentication not enabled" }
             guard !authenticated else { return "503 5.5.1 Error: already authenticated" }
             let words = argument.split(separator: " ")
-            switch words.first?.uppercased() {
+            let mechanism = words.first?.uppercased() ?? ""
+            guard configuration.authMechanisms.contains(mechanism) else { return "504 5.5.4 Unsupported authentication mechanism" }
+            switch mechanism {
             case "PLAIN": return words.count > 1 ? authPlainReply(String(words[1])) : "334 "
             case "LOGIN": return "334 VXNlcm5hbWU6"
             default: return "504 5.5.4 Unsupported authentication mechanism"
@@ -247,6 +257,11 @@ final class TestSMTPServerHandler: ChannelInboundHandler {
     }
 
     private func applySideEffects(code: String, verb: String, argument: String) {
+        // RFC 5321 section 3.8: 421 means the server closes the channel.
+        if code == "421" {
+            context?.close(promise: nil)
+            return
+        }
         let positive = code.hasPrefix("2") || code.hasPrefix("3")
         switch verb {
         case "EHLO", "HELO", "RSET":
