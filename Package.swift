@@ -159,8 +159,10 @@ let package = Package(
             name: "EndToEndTests",
             dependencies: [
                 "PigeonApp",
+                "Outbox",
                 "SMTPTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
         ),
