@@ -117,6 +117,18 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // Benchmark of the Mail module: compose and DKIM-sign 1,000 emails with a 100 KB attachment.
+        // `swift run -c release mail-bench`
+        .executableTarget(
+            name: "mail-bench",
+            dependencies: [
+                "Mail",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Test support
         .target(
             name: "SMTPTestSupport",
