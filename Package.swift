@@ -64,7 +64,7 @@ let package = Package(
         .target(
             name: "Outbox",
             dependencies: [
-                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "GRDB", package: "GRDB.swift")
             ],
             swiftSettings: swiftSettings
         ),

@@ -24,7 +24,10 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return try map(error).response(from: request, context: context)
         } catch let error as any HTTPResponseError {
             let problem = APIProblem(
-                status: error.status, kind: "http-\(error.status.code)", title: error.status.reasonPhrase)
+                status: error.status,
+                kind: "http-\(error.status.code)",
+                title: error.status.reasonPhrase
+            )
             return try problem.response(from: request, context: context)
         } catch {
             logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
@@ -43,8 +46,11 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return APIProblem(status: .internalServerError, kind: "internal", title: "Internal Server Error")
         }
         return APIProblem(
-            status: error.httpStatus, kind: "http-\(error.httpStatus.code)", title: error.httpStatus.reasonPhrase,
-            detail: error.causeDescription)
+            status: error.httpStatus,
+            kind: "http-\(error.httpStatus.code)",
+            title: error.httpStatus.reasonPhrase,
+            detail: error.causeDescription
+        )
     }
 
     /// Maps a JSON decoding failure: not JSON at all -> 400; wrong shape -> 422 with the field.
@@ -76,8 +82,12 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
             return APIProblem(status: .badRequest, kind: "malformed-json", title: "Malformed JSON", detail: "The request body could not be read.")
         }
         return APIProblem(
-            status: .unprocessableContent, kind: "validation", title: "Validation failed",
-            detail: "1 field is invalid.", errors: [field])
+            status: .unprocessableContent,
+            kind: "validation",
+            title: "Validation failed",
+            detail: "1 field is invalid.",
+            errors: [field]
+        )
     }
 
     static func jsonTypeName(_ type: Any.Type) -> String {
@@ -158,8 +168,11 @@ struct RequestLimitMiddleware<Context: RequestContext>: RouterMiddleware {
 
     static func tooLarge(_ maxBytes: Int) -> APIProblem {
         APIProblem(
-            status: .contentTooLarge, kind: "too-large", title: "Content Too Large",
-            detail: "The request body is larger than \(maxBytes) bytes.")
+            status: .contentTooLarge,
+            kind: "too-large",
+            title: "Content Too Large",
+            detail: "The request body is larger than \(maxBytes) bytes."
+        )
     }
 }
 

@@ -68,7 +68,8 @@ struct PigeonAPI: APIProtocol {
             text: body.text,
             html: body.html,
             headers: body.headers?.additionalProperties ?? [:],
-            attachments: [])
+            attachments: []
+        )
         let composed: ComposedMessage
         do {
             composed = try composer.compose(draft, date: now())
@@ -87,7 +88,8 @@ struct PigeonAPI: APIProtocol {
                 NewEmail.Recipient(address: recipient.address, kind: RecipientKind(rawValue: recipient.kind.rawValue) ?? .to)
             },
             requiresSMTPUTF8: composed.requiresSMTPUTF8,
-            has8BitData: composed.has8BitData)
+            has8BitData: composed.has8BitData
+        )
         do {
             let result = try await outbox.enqueue(email)
             return .accepted(.init(body: .json(.init(id: result.id, status: Self.status(result.status)))))
@@ -99,7 +101,10 @@ struct PigeonAPI: APIProtocol {
                 .init(
                     headers: .init(retryAfter: 5),
                     body: .applicationProblemJson(
-                        .init(_type: APIProblem.typeURI("unavailable"), title: "Service Unavailable", status: 503, detail: detail))))
+                        .init(_type: APIProblem.typeURI("unavailable"), title: "Service Unavailable", status: 503, detail: detail)
+                    )
+                )
+            )
         }
     }
 
@@ -109,7 +114,10 @@ struct PigeonAPI: APIProtocol {
             return .notFound(
                 .init(
                     body: .applicationProblemJson(
-                        .init(_type: APIProblem.typeURI("not-found"), title: "Not Found", status: 404, detail: "No email has this id."))))
+                        .init(_type: APIProblem.typeURI("not-found"), title: "Not Found", status: 404, detail: "No email has this id.")
+                    )
+                )
+            )
         }
         return .ok(.init(body: .json(Self.render(email))))
     }
@@ -129,13 +137,15 @@ struct PigeonAPI: APIProtocol {
                     lastCode: recipient.lastCode,
                     lastEnhancedCode: recipient.lastEnhancedCode,
                     lastText: recipient.lastText,
-                    updatedAt: recipient.updatedAt)
+                    updatedAt: recipient.updatedAt
+                )
             },
             attemptCount: email.attemptCount,
             nextAttemptAt: email.nextAttemptAt,
             failureReason: email.failureReason,
             createdAt: email.createdAt,
-            updatedAt: email.updatedAt)
+            updatedAt: email.updatedAt
+        )
     }
 
     static func status(_ status: EmailStatus) -> Components.Schemas.EmailStatus {
@@ -149,6 +159,7 @@ struct PigeonAPI: APIProtocol {
             title: error.isTooLarge ? "Content Too Large" : "Validation failed",
             status: error.isTooLarge ? 413 : 422,
             detail: count == 1 ? "1 field is invalid." : "\(count) fields are invalid.",
-            errors: error.errors.map { .init(field: $0.field, code: $0.code, message: $0.message) })
+            errors: error.errors.map { .init(field: $0.field, code: $0.code, message: $0.message) }
+        )
     }
 }

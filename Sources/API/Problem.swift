@@ -61,7 +61,12 @@ public struct APIProblem: Error, HTTPResponseError, Sendable {
     /// The document.
     public var document: ProblemDocument {
         ProblemDocument(
-            type: Self.typeURI(kind), title: title, status: Int(status.code), detail: detail, errors: errors)
+            type: Self.typeURI(kind),
+            title: title,
+            status: Int(status.code),
+            detail: detail,
+            errors: errors
+        )
     }
 
     /// The type URI for a kind.
@@ -80,7 +85,11 @@ public struct APIProblem: Error, HTTPResponseError, Sendable {
     /// 401, with `WWW-Authenticate: Bearer`.
     static func unauthorized(_ detail: String) -> APIProblem {
         APIProblem(
-            status: .unauthorized, kind: "unauthorized", title: "Unauthorized", detail: detail,
-            headers: [.wwwAuthenticate: "Bearer realm=\"pigeon\""])
+            status: .unauthorized,
+            kind: "unauthorized",
+            title: "Unauthorized",
+            detail: detail,
+            headers: [.wwwAuthenticate: "Bearer realm=\"pigeon\""]
+        )
     }
 }

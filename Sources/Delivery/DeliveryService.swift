@@ -97,8 +97,11 @@ public struct DeliveryService: Service {
             do {
                 let start = now()
                 claimed = try await outbox.claimDue(
-                    now: start, limit: configuration.claimBatch, owner: owner,
-                    leaseUntil: start.addingTimeInterval(configuration.leaseDuration.timeInterval))
+                    now: start,
+                    limit: configuration.claimBatch,
+                    owner: owner,
+                    leaseUntil: start.addingTimeInterval(configuration.leaseDuration.timeInterval)
+                )
             } catch {
                 logger.error("claiming failed", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: configuration.pollInterval)
@@ -160,7 +163,8 @@ public struct DeliveryService: Service {
                 recipients: email.recipients.map(\.address),
                 data: email.data,
                 requiresSMTPUTF8: email.requiresSMTPUTF8,
-                has8BitData: email.has8BitData)
+                has8BitData: email.has8BitData
+            )
             let outcome = await sendRenewingLease(message, email: email)
             record = decide(email, startedAt: startedAt, outcome: outcome)
         }
@@ -170,7 +174,8 @@ public struct DeliveryService: Service {
         } catch {
             logger.error(
                 "recording an attempt failed; the lease will run out and the email will be tried again",
-                metadata: ["email_id": "\(email.id)", "error": "\(error)"])
+                metadata: ["email_id": "\(email.id)", "error": "\(error)"]
+            )
         }
     }
 
@@ -228,7 +233,15 @@ public struct DeliveryService: Service {
         case .expired:
             expired = true
             for recipient in email.recipients {
-                results.append(.init(position: recipient.position, status: .failed, code: nil, enhancedCode: nil, text: "expired: not delivered before the deadline"))
+                results.append(
+                    .init(
+                        position: recipient.position,
+                        status: .failed,
+                        code: nil,
+                        enhancedCode: nil,
+                        text: "expired: not delivered before the deadline"
+                    )
+                )
             }
         case .failure(let error):
             attemptError = error.description
@@ -237,16 +250,22 @@ public struct DeliveryService: Service {
             for recipient in email.recipients {
                 results.append(
                     .init(
-                        position: recipient.position, status: status, code: error.reply?.code,
+                        position: recipient.position,
+                        status: status,
+                        code: error.reply?.code,
                         enhancedCode: error.reply?.enhancedCode?.description,
-                        text: error.reply.map { $0.text } ?? error.description))
+                        text: error.reply.map { $0.text } ?? error.description
+                    )
+                )
             }
         case .replies(let sendResult):
             nextHop = sendResult.nextHop
             transcript = sendResult.transcript.joined(separator: "\n")
             for (index, recipient) in email.recipients.enumerated() {
                 guard index < sendResult.recipients.count else {
-                    results.append(.init(position: recipient.position, status: .deferred, code: nil, enhancedCode: nil, text: "no reply for this recipient"))
+                    results.append(
+                        .init(position: recipient.position, status: .deferred, code: nil, enhancedCode: nil, text: "no reply for this recipient")
+                    )
                     continue
                 }
                 let reply = sendResult.recipients[index].reply
@@ -260,8 +279,13 @@ public struct DeliveryService: Service {
                 }
                 results.append(
                     .init(
-                        position: recipient.position, status: status, code: reply.code,
-                        enhancedCode: reply.enhancedCode?.description, text: reply.text))
+                        position: recipient.position,
+                        status: status,
+                        code: reply.code,
+                        enhancedCode: reply.enhancedCode?.description,
+                        text: reply.text
+                    )
+                )
             }
         }
         for result in results { statuses[result.position] = result.status }
@@ -269,7 +293,11 @@ public struct DeliveryService: Service {
         var nextAttemptAt: Date?
         if statuses.values.contains(where: \.needsAttempt) {
             nextAttemptAt = policy.nextAttempt(
-                afterAttempt: email.attemptNumber, now: finishedAt, createdAt: email.createdAt, expiresAt: email.expiresAt)
+                afterAttempt: email.attemptNumber,
+                now: finishedAt,
+                createdAt: email.createdAt,
+                expiresAt: email.expiresAt
+            )
             if nextAttemptAt == nil {
                 expired = true
                 for index in results.indices where results[index].status.needsAttempt {
@@ -305,7 +333,8 @@ public struct DeliveryService: Service {
             nextAttemptAt: status == .deferred ? nextAttemptAt : nil,
             failureReason: failureReason,
             error: attemptError,
-            transcript: transcript)
+            transcript: transcript
+        )
     }
 
     private func log(_ record: AttemptRecord, email: ClaimedEmail) {

@@ -21,7 +21,8 @@ public struct RetryPolicy: Sendable, Hashable {
     public static let `default` = RetryPolicy(
         schedule: [.seconds(300), .seconds(600), .seconds(1200), .seconds(2400), .seconds(3600)],
         maxQueueLifetime: .seconds(5 * 86_400),
-        jitter: 0.1)
+        jitter: 0.1
+    )
 
     /// Creates a policy. An empty schedule means one minute between attempts.
     public init(schedule: [Duration], maxQueueLifetime: Duration, jitter: Double = 0.1) {

@@ -121,7 +121,8 @@ public final class SQLiteOutbox: OutboxStore {
                         lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, updated_at = ?
                     WHERE status = 'sending'
                     """,
-                arguments: [now, now])
+                arguments: [now, now]
+            )
         }
     }
 
@@ -173,17 +174,20 @@ public final class SQLiteOutbox: OutboxStore {
                 email.id, status.rawValue, email.from, email.mailFrom, email.subject, email.messageID,
                 email.requiresSMTPUTF8, email.has8BitData, tagsJSON, nowMillis, nowMillis,
                 email.scheduledAt?.millis, email.expiresAt?.millis, due,
-            ])
+            ]
+        )
         try db.execute(
             sql: "INSERT INTO email_body (email_id, data) VALUES (?, ?)",
-            arguments: [email.id, Data(email.data)])
+            arguments: [email.id, Data(email.data)]
+        )
         for (position, recipient) in email.recipients.enumerated() {
             try db.execute(
                 sql: """
                     INSERT INTO recipient (email_id, position, address, kind, status, updated_at)
                     VALUES (?, ?, ?, ?, 'pending', ?)
                     """,
-                arguments: [email.id, position, recipient.address, recipient.kind.rawValue, nowMillis])
+                arguments: [email.id, position, recipient.address, recipient.kind.rawValue, nowMillis]
+            )
         }
         try insertEvent(.queued, emailID: email.id, status: status, db: db, now: nowMillis)
         return EnqueueResult(id: email.id, status: status)
@@ -199,7 +203,8 @@ public final class SQLiteOutbox: OutboxStore {
                 SELECT address, kind, status, last_code, last_enhanced_code, last_text
                 FROM recipient WHERE email_id = ? ORDER BY position
                 """,
-            arguments: [emailID])
+            arguments: [emailID]
+        )
         let payload = EventPayload(
             emailID: emailID,
             status: status.rawValue,
@@ -210,12 +215,15 @@ public final class SQLiteOutbox: OutboxStore {
                     status: row["status"],
                     code: row["last_code"],
                     enhancedCode: row["last_enhanced_code"],
-                    text: row["last_text"])
+                    text: row["last_text"]
+                )
             },
-            tags: tags)
+            tags: tags
+        )
         try db.execute(
             sql: "INSERT INTO event (type, email_id, created_at, payload) VALUES (?, ?, ?, ?)",
-            arguments: [type.rawValue, emailID, now, try encodeJSON(payload)])
+            arguments: [type.rawValue, emailID, now, try encodeJSON(payload)]
+        )
     }
 
     // MARK: Reading
@@ -233,7 +241,9 @@ public final class SQLiteOutbox: OutboxStore {
             return nil
         }
         let recipients = try Row.fetchAll(
-            db, sql: "SELECT * FROM recipient WHERE email_id = ? ORDER BY position", arguments: [id]
+            db,
+            sql: "SELECT * FROM recipient WHERE email_id = ? ORDER BY position",
+            arguments: [id]
         ).map { row in
             RecipientState(
                 position: row["position"],
@@ -243,10 +253,13 @@ public final class SQLiteOutbox: OutboxStore {
                 lastCode: row["last_code"],
                 lastEnhancedCode: row["last_enhanced_code"],
                 lastText: row["last_text"],
-                updatedAt: Date(millis: row["updated_at"]))
+                updatedAt: Date(millis: row["updated_at"])
+            )
         }
         let attempts = try Row.fetchAll(
-            db, sql: "SELECT * FROM attempt WHERE email_id = ? ORDER BY number", arguments: [id]
+            db,
+            sql: "SELECT * FROM attempt WHERE email_id = ? ORDER BY number",
+            arguments: [id]
         ).map { row in
             AttemptSummary(
                 number: row["number"],
@@ -255,7 +268,8 @@ public final class SQLiteOutbox: OutboxStore {
                 nextHop: row["next_hop"],
                 outcome: EmailStatus(rawValue: row["outcome"]) ?? .deferred,
                 error: row["error"],
-                transcript: row["transcript"])
+                transcript: row["transcript"]
+            )
         }
         let tagsText: String = row["tags"]
         return EmailDetails(
@@ -273,13 +287,16 @@ public final class SQLiteOutbox: OutboxStore {
             expiresAt: (row["expires_at"] as Int64?).map(Date.init(millis:)),
             tags: (try? JSONDecoder().decode([String: String].self, from: Data(tagsText.utf8))) ?? [:],
             recipients: recipients,
-            attempts: attempts)
+            attempts: attempts
+        )
     }
 
     public func nextDueDate() async throws -> Date? {
         let millis = try await pool.read { db in
             try Int64.fetchOne(
-                db, sql: "SELECT MIN(next_attempt_at) FROM email WHERE next_attempt_at IS NOT NULL")
+                db,
+                sql: "SELECT MIN(next_attempt_at) FROM email WHERE next_attempt_at IS NOT NULL"
+            )
         }
         return millis.map(Date.init(millis:))
     }
@@ -296,7 +313,8 @@ public final class SQLiteOutbox: OutboxStore {
                     type: EventType(rawValue: row["type"]) ?? .queued,
                     emailID: row["email_id"],
                     createdAt: Date(millis: row["created_at"]),
-                    payload: row["payload"])
+                    payload: row["payload"]
+                )
             }
         }
     }
@@ -324,13 +342,16 @@ public final class SQLiteOutbox: OutboxStore {
                         RETURNING id, mail_from, message_id, attempt_count, created_at, expires_at,
                             requires_smtputf8, has_8bit
                         """,
-                    arguments: [owner, leaseMillis, leaseMillis, nowMillis, nowMillis, limit])
+                    arguments: [owner, leaseMillis, leaseMillis, nowMillis, nowMillis, limit]
+                )
                 return try claimed.map { row in
                     let id: String = row["id"]
                     let data = try Data.fetchOne(db, sql: "SELECT data FROM email_body WHERE email_id = ?", arguments: [id]) ?? Data()
                     let recipientRows = try Row.fetchAll(
-                        db, sql: "SELECT position, address, status FROM recipient WHERE email_id = ? ORDER BY position",
-                        arguments: [id])
+                        db,
+                        sql: "SELECT position, address, status FROM recipient WHERE email_id = ? ORDER BY position",
+                        arguments: [id]
+                    )
                     var all: [Int: RecipientStatus] = [:]
                     var open: [ClaimedEmail.Recipient] = []
                     for recipientRow in recipientRows {
@@ -355,7 +376,8 @@ public final class SQLiteOutbox: OutboxStore {
                         requiresSMTPUTF8: row["requires_smtputf8"],
                         has8BitData: row["has_8bit"],
                         leaseOwner: owner,
-                        leaseUntil: leaseUntil)
+                        leaseUntil: leaseUntil
+                    )
                 }
             }
         } catch {
@@ -370,7 +392,8 @@ public final class SQLiteOutbox: OutboxStore {
                     UPDATE email SET lease_until = ?, next_attempt_at = ?
                     WHERE id = ? AND status = 'sending' AND lease_owner = ?
                     """,
-                arguments: [until.millis, until.millis, emailID, owner])
+                arguments: [until.millis, until.millis, emailID, owner]
+            )
             return db.changesCount == 1
         }
     }
@@ -386,7 +409,8 @@ public final class SQLiteOutbox: OutboxStore {
                         lease_owner = NULL, lease_until = NULL, next_attempt_at = ?, updated_at = ?
                     WHERE id = ? AND status = 'sending' AND lease_owner = ?
                     """,
-                arguments: [now.millis, now.millis, emailID, owner])
+                arguments: [now.millis, now.millis, emailID, owner]
+            )
         }
     }
 
@@ -394,8 +418,10 @@ public final class SQLiteOutbox: OutboxStore {
         do {
             try await pool.write { db in
                 let owner = try String.fetchOne(
-                    db, sql: "SELECT lease_owner FROM email WHERE id = ? AND status = 'sending'",
-                    arguments: [record.emailID])
+                    db,
+                    sql: "SELECT lease_owner FROM email WHERE id = ? AND status = 'sending'",
+                    arguments: [record.emailID]
+                )
                 guard owner == record.leaseOwner else { throw OutboxError.leaseLost(emailID: record.emailID) }
                 let now = record.finishedAt.millis
                 for result in record.recipients {
@@ -408,7 +434,8 @@ public final class SQLiteOutbox: OutboxStore {
                         arguments: [
                             result.status.rawValue, result.code, result.enhancedCode, result.text.map { String($0.prefix(1000)) },
                             now, record.emailID, result.position,
-                        ])
+                        ]
+                    )
                 }
                 try db.execute(
                     sql: """
@@ -418,7 +445,8 @@ public final class SQLiteOutbox: OutboxStore {
                     arguments: [
                         record.emailID, record.attemptNumber, record.startedAt.millis, now, record.nextHop,
                         record.status.rawValue, record.error, record.transcript,
-                    ])
+                    ]
+                )
                 let final = record.status.isFinal
                 try db.execute(
                     sql: """
@@ -430,7 +458,8 @@ public final class SQLiteOutbox: OutboxStore {
                         record.status.rawValue, record.attemptNumber,
                         final ? nil : (record.nextAttemptAt ?? record.finishedAt).millis,
                         record.failureReason, now, final ? now : nil, record.emailID,
-                    ])
+                    ]
+                )
                 if let type = EventType(status: record.status) {
                     try Self.insertEvent(type, emailID: record.emailID, status: record.status, db: db, now: now)
                 }

@@ -57,7 +57,8 @@ public func buildApplication(
         sender: client,
         policy: configuration.retryPolicy,
         configuration: configuration.delivery,
-        logger: logger)
+        logger: logger
+    )
 
     let router = Router()
     try registerRoutes(
@@ -66,8 +67,10 @@ public func buildApplication(
         configuration: APIConfiguration(
             apiKeys: configuration.apiKeys,
             maxRequestBytes: configuration.maxRequestBytes,
-            composer: MessageComposer(signer: signer)),
-        logger: logger)
+            composer: MessageComposer(signer: signer)
+        ),
+        logger: logger
+    )
 
     logger.info(
         "pigeon starting",
@@ -75,13 +78,15 @@ public func buildApplication(
             "listen": "\(configuration.host):\(configuration.port)",
             "database": "\(configuration.databasePath)",
             "relay": "\(configuration.relay.redactedDescription)",
-        ])
+        ]
+    )
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
         services: [SMTPClientService(client: client), delivery],
         onServerRunning: onServerRunning,
-        logger: logger)
+        logger: logger
+    )
 }
 
 /// Keeps the SMTP pool for the life of the service group and closes it (QUIT) last.

@@ -21,36 +21,66 @@ public struct Setting: Sendable, Hashable {
         Setting(environment: "PIGEON_LISTEN", flag: "listen", defaultValue: "127.0.0.1:8080", help: "HTTP listen address, host:port."),
         Setting(environment: "PIGEON_DATABASE", flag: "database", defaultValue: "./pigeon.sqlite", help: "The SQLite outbox file."),
         Setting(
-            environment: "PIGEON_SMTP_URL", flag: "smtp-url", defaultValue: nil,
-            help: "The relay: smtp://user:pass@host:587?tls=required|opportunistic|none, or smtps://host:465."),
+            environment: "PIGEON_SMTP_URL",
+            flag: "smtp-url",
+            defaultValue: nil,
+            help: "The relay: smtp://user:pass@host:587?tls=required|opportunistic|none, or smtps://host:465."
+        ),
         Setting(
-            environment: "PIGEON_SMTP_CA_FILE", flag: "smtp-ca-file", defaultValue: nil,
-            help: "PEM file of CA certificates to verify the relay with, instead of the system store."),
+            environment: "PIGEON_SMTP_CA_FILE",
+            flag: "smtp-ca-file",
+            defaultValue: nil,
+            help: "PEM file of CA certificates to verify the relay with, instead of the system store."
+        ),
         Setting(
-            environment: "PIGEON_SMTP_MAX_CONNECTIONS", flag: "smtp-max-connections", defaultValue: "8",
-            help: "Connections to the relay at most, and emails in flight at once."),
+            environment: "PIGEON_SMTP_MAX_CONNECTIONS",
+            flag: "smtp-max-connections",
+            defaultValue: "8",
+            help: "Connections to the relay at most, and emails in flight at once."
+        ),
         Setting(
-            environment: "PIGEON_API_KEYS", flag: "api-keys", defaultValue: nil,
-            help: "Comma-separated bearer keys accepted on /v1 (at least one, 16 characters or more)."),
+            environment: "PIGEON_API_KEYS",
+            flag: "api-keys",
+            defaultValue: nil,
+            help: "Comma-separated bearer keys accepted on /v1 (at least one, 16 characters or more)."
+        ),
         Setting(
-            environment: "PIGEON_RETRY_SCHEDULE", flag: "retry-schedule", defaultValue: "5m,10m,20m,40m,1h",
-            help: "Delays between attempts; the last repeats."),
+            environment: "PIGEON_RETRY_SCHEDULE",
+            flag: "retry-schedule",
+            defaultValue: "5m,10m,20m,40m,1h",
+            help: "Delays between attempts; the last repeats."
+        ),
         Setting(
-            environment: "PIGEON_MAX_QUEUE_LIFETIME", flag: "max-queue-lifetime", defaultValue: "5d",
-            help: "After this long in the queue an email fails as expired."),
+            environment: "PIGEON_MAX_QUEUE_LIFETIME",
+            flag: "max-queue-lifetime",
+            defaultValue: "5d",
+            help: "After this long in the queue an email fails as expired."
+        ),
         Setting(
-            environment: "PIGEON_MAX_REQUEST_BYTES", flag: "max-request-bytes", defaultValue: "36000000",
-            help: "Largest accepted HTTP request body (413 above)."),
+            environment: "PIGEON_MAX_REQUEST_BYTES",
+            flag: "max-request-bytes",
+            defaultValue: "36000000",
+            help: "Largest accepted HTTP request body (413 above)."
+        ),
         Setting(
-            environment: "PIGEON_DKIM_DOMAIN", flag: "dkim-domain", defaultValue: nil,
-            help: "DKIM signing domain (d=); with PIGEON_DKIM_SELECTOR and PIGEON_DKIM_KEY_FILE."),
+            environment: "PIGEON_DKIM_DOMAIN",
+            flag: "dkim-domain",
+            defaultValue: nil,
+            help: "DKIM signing domain (d=); with PIGEON_DKIM_SELECTOR and PIGEON_DKIM_KEY_FILE."
+        ),
         Setting(environment: "PIGEON_DKIM_SELECTOR", flag: "dkim-selector", defaultValue: nil, help: "DKIM selector (s=)."),
         Setting(
-            environment: "PIGEON_DKIM_KEY_FILE", flag: "dkim-key-file", defaultValue: nil,
-            help: "PEM private key: RSA 2048+ (rsa-sha256) or Ed25519 (ed25519-sha256)."),
+            environment: "PIGEON_DKIM_KEY_FILE",
+            flag: "dkim-key-file",
+            defaultValue: nil,
+            help: "PEM private key: RSA 2048+ (rsa-sha256) or Ed25519 (ed25519-sha256)."
+        ),
         Setting(
-            environment: "PIGEON_LOG_LEVEL", flag: "log-level", defaultValue: "info",
-            help: "trace, debug, info, notice, warning, error or critical."),
+            environment: "PIGEON_LOG_LEVEL",
+            flag: "log-level",
+            defaultValue: "info",
+            help: "trace, debug, info, notice, warning, error or critical."
+        ),
         Setting(environment: "PIGEON_LOG_FORMAT", flag: "log-format", defaultValue: "text", help: "text or json."),
     ]
 }
@@ -167,7 +197,9 @@ public struct PigeonConfiguration: Sendable {
         if !given.isEmpty {
             if let missing = dkimValues.first(where: { $0.1 == nil }) {
                 throw ConfigurationError(
-                    setting: missing.0, message: "not set, but \(given.map(\.0).joined(separator: " and ")) is; DKIM needs all three")
+                    setting: missing.0,
+                    message: "not set, but \(given.map(\.0).joined(separator: " and ")) is; DKIM needs all three"
+                )
             }
             dkim = DKIMSettings(domain: dkimValues[0].1 ?? "", selector: dkimValues[1].1 ?? "", keyFile: dkimValues[2].1 ?? "")
         }
@@ -192,7 +224,8 @@ public struct PigeonConfiguration: Sendable {
             dkim: dkim,
             logLevel: logLevel,
             logFormat: logFormat,
-            delivery: DeliveryConfiguration(concurrency: maxConnections))
+            delivery: DeliveryConfiguration(concurrency: maxConnections)
+        )
     }
 
     static func parseListen(_ text: String) throws(ConfigurationError) -> (String, Int) {

@@ -9,14 +9,16 @@ struct Pigeon: AsyncParsableCommand {
         commandName: "pigeon",
         abstract: "A self-hosted HTTP-to-SMTP bridge.",
         subcommands: [Serve.self, Healthcheck.self],
-        defaultSubcommand: nil)
+        defaultSubcommand: nil
+    )
 }
 
 /// `pigeon serve`: every setting is an environment variable and the flag of the same name.
 struct Serve: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Run the HTTP API and the delivery service.",
-        discussion: "Each flag overrides the environment variable named after it (PIGEON_LISTEN for --listen, ...).")
+        discussion: "Each flag overrides the environment variable named after it (PIGEON_LISTEN for --listen, ...)."
+    )
 
     @Option(help: "PIGEON_LISTEN: HTTP listen address, host:port (default 127.0.0.1:8080).") var listen: String?
     @Option(help: "PIGEON_DATABASE: the SQLite outbox file (default ./pigeon.sqlite).") var database: String?

@@ -23,7 +23,8 @@ struct EndToEndTests {
                 {"from": "Acme <noreply@acme.example>", "to": ["ada@example.com"], "cc": ["Bob <bob@example.org>"],
                  "bcc": ["audit@example.net"], "reply_to": ["help@acme.example"], "subject": "Welcome, Ada",
                  "text": "Hello Ada,\\n.\\nA line with a dot.", "headers": {"X-Campaign": "spring"}}
-                """)
+                """
+            )
             #expect(response.status == .accepted)
             let accepted = try jsonObject(response.body)
             let id = try #require(accepted["id"] as? String)
@@ -75,7 +76,8 @@ struct EndToEndTests {
 
         try await withPigeon(smtp: smtp, database: database) { client in
             let response = try await client.postEmail(
-                #"{"from": "noreply@acme.example", "to": ["ada@example.com"], "subject": "Retry", "text": "x"}"#)
+                #"{"from": "noreply@acme.example", "to": ["ada@example.com"], "subject": "Retry", "text": "x"}"#
+            )
             #expect(response.status == .accepted)
             let id = try #require(try jsonObject(response.body)["id"] as? String)
             let email = try await client.waitForStatus(id, "sent")
@@ -99,7 +101,8 @@ struct EndToEndTests {
 
         try await withPigeon(smtp: smtp, database: directory.path + "/outbox.sqlite") { client in
             let response = try await client.postEmail(
-                #"{"from": "noreply@acme.example", "to": ["ghost@example.com"], "subject": "Hi", "text": "x"}"#)
+                #"{"from": "noreply@acme.example", "to": ["ghost@example.com"], "subject": "Hi", "text": "x"}"#
+            )
             let id = try #require(try jsonObject(response.body)["id"] as? String)
             let email = try await client.waitForStatus(id, "failed")
             #expect(email["failure_reason"] as? String == "rejected")
@@ -147,9 +150,13 @@ struct EndToEndTests {
             (#"{"from": "a@acme.example", "to": ["not-an-address"], "subject": "s", "text": "t"}"#, 422, "to[0]"),
             (#"{"from": "a@acme.example", "to": "b@example.com", "subject": "s", "text": "t"}"#, 422, "to"),
             (#"{"from": "a@acme.example", "to": ["b@example.com"], "subject": "s\r\nBcc: x@evil.example", "text": "t"}"#, 422, "subject"),
-            (#"{"from": "a@acme.example", "to": ["b@example.com"], "subject": "s", "text": "t", "headers": {"X-A": "1\r\nBcc: x@evil.example"}}"#, 422, "headers.X-A"),
+            (
+                #"{"from": "a@acme.example", "to": ["b@example.com"], "subject": "s", "text": "t", "headers": {"X-A": "1\r\nBcc: x@evil.example"}}"#,
+                422, "headers.X-A"
+            ),
             (#"{"to": ["b@example.com"], "subject": "s", "text": "t"}"#, 422, "from"),
-        ] as [(String, Int, String?)])
+        ] as [(String, Int, String?)]
+    )
     func rejectsBadInput(body: String, status: Int, field: String?) async throws {
         let smtp = TestSMTPServer()
         try await smtp.start()
@@ -183,7 +190,8 @@ struct EndToEndTests {
         try await withPigeon(smtp: smtp, database: database, settings: ["PIGEON_MAX_REQUEST_BYTES": "100000"]) { client in
             let big = String(repeating: "a", count: 200_000)
             let response = try await client.postEmail(
-                #"{"from": "a@acme.example", "to": ["b@example.com"], "subject": "s", "text": "\#(big)"}"#)
+                #"{"from": "a@acme.example", "to": ["b@example.com"], "subject": "s", "text": "\#(big)"}"#
+            )
             #expect(response.status == .contentTooLarge)
             #expect(response.headers[.contentType]?.hasPrefix("application/problem+json") == true)
         }
@@ -199,7 +207,10 @@ struct EndToEndTests {
         try await withPigeon(smtp: smtp, database: directory.path + "/outbox.sqlite") { client in
             for id in ["em_01JDZ8Q4S9X7W3V2T1R0P9N8M7", "nope", "em_%27%3B--"] {
                 let response = try await client.execute(
-                    uri: "/v1/emails/\(id)", method: .get, headers: [.authorization: "Bearer \(testKey)"])
+                    uri: "/v1/emails/\(id)",
+                    method: .get,
+                    headers: [.authorization: "Bearer \(testKey)"]
+                )
                 #expect(response.status == .notFound)
                 #expect(response.headers[.contentType]?.hasPrefix("application/problem+json") == true)
             }

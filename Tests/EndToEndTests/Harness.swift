@@ -59,7 +59,10 @@ extension TestClientProtocol {
     /// GETs `/v1/emails/{id}` as JSON.
     func getEmail(_ id: String) async throws -> [String: Any] {
         let response = try await execute(
-            uri: "/v1/emails/\(id)", method: .get, headers: [.authorization: "Bearer \(testKey)"])
+            uri: "/v1/emails/\(id)",
+            method: .get,
+            headers: [.authorization: "Bearer \(testKey)"]
+        )
         #expect(response.status == .ok)
         return try jsonObject(response.body)
     }
