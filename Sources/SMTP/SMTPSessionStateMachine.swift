@@ -48,6 +48,8 @@ public struct SMTPSessionStateMachine: Sendable {
         public var credentials: Credentials?
         /// AUTH may be sent without TLS (only `tls=none` to loopback).
         public var allowsPlaintextAuthentication: Bool
+        /// The SASL mechanisms to use, most preferred first; `PLAIN` and `LOGIN` are implemented.
+        public var authMechanisms: [String]
 
         /// Makes a configuration.
         public init(
@@ -55,8 +57,10 @@ public struct SMTPSessionStateMachine: Sendable {
             tlsPolicy: TLSPolicy,
             isImplicitTLS: Bool = false,
             credentials: Credentials? = nil,
-            allowsPlaintextAuthentication: Bool = false
+            allowsPlaintextAuthentication: Bool = false,
+            authMechanisms: [String] = ["PLAIN", "LOGIN"]
         ) {
+            self.authMechanisms = authMechanisms
             self.heloName = heloName
             self.tlsPolicy = tlsPolicy
             self.isImplicitTLS = isImplicitTLS
@@ -210,15 +214,19 @@ public struct SMTPSessionStateMachine: Sendable {
             return fail(SMTPSessionError(kind: .tls, isTransient: true, message: "refusing to send credentials without TLS"))
         }
         let mechanisms = capabilities.authMechanisms
-        if mechanisms.contains("PLAIN") {
-            state = .authPlain
-            // RFC 4616: authzid NUL authcid NUL passwd.
-            let payload = [0] + Array(credentials.username.utf8) + [0] + Array(credentials.password.utf8)
-            return .send(.authPlain(initialResponse: SMTPBase64.encode(payload)))
-        }
-        if mechanisms.contains("LOGIN") {
-            state = .authLogin(step: 0)
-            return .send(.authLogin)
+        for mechanism in configuration.authMechanisms where mechanisms.contains(mechanism.uppercased()) {
+            switch mechanism.uppercased() {
+            case "PLAIN":
+                state = .authPlain
+                // RFC 4616: authzid NUL authcid NUL passwd.
+                let payload = [0] + Array(credentials.username.utf8) + [0] + Array(credentials.password.utf8)
+                return .send(.authPlain(initialResponse: SMTPBase64.encode(payload)))
+            case "LOGIN":
+                state = .authLogin(step: 0)
+                return .send(.authLogin)
+            default:
+                continue
+            }
         }
         let message = mechanisms.isEmpty ? "server offers no AUTH" : "server offers no supported AUTH mechanism (PLAIN, LOGIN)"
         return fail(SMTPSessionError(kind: .authentication, isTransient: true, message: message))

@@ -125,6 +125,9 @@ public struct SMTPRelayConfiguration: Sendable, Hashable {
     public var timeouts: SMTPTimeouts
     /// The most connections open to the relay at once.
     public var maxConnections: Int
+    /// The SASL mechanisms to use when the relay offers them, most preferred first:
+    /// `PLAIN` (RFC 4616) and `LOGIN` are implemented.
+    public var authMechanisms: [String] = ["PLAIN", "LOGIN"]
     /// The most messages sent over one connection before it is closed (Postfix
     /// `smtp_connection_reuse_count_limit`; 0 is no limit).
     public var maxMessagesPerConnection: Int
@@ -285,7 +288,8 @@ public struct SMTPRelayConfiguration: Sendable, Hashable {
             tlsPolicy: policy,
             isImplicitTLS: tlsMode == .implicit,
             credentials: credentials,
-            allowsPlaintextAuthentication: tlsMode == .none && Self.isLoopback(host)
+            allowsPlaintextAuthentication: tlsMode == .none && Self.isLoopback(host),
+            authMechanisms: authMechanisms
         )
     }
 
