@@ -8,6 +8,8 @@
       and the parser's defects.
   mail_oracle.py parse-many FILE [FILE...]
       The same for several files at once: a JSON list.
+  mail_oracle.py idna DOMAIN [DOMAIN...]
+      The A-label form of each domain by the `idna` package (UTS #46 mapping), or null.
   mail_oracle.py dkim FILE TXT_RECORD_FILE
       Verifies the DKIM-Signature with dkimpy, resolving the key record to TXT_RECORD_FILE's
       content. Prints JSON {"ok": bool}.
@@ -120,6 +122,20 @@ def parse_bytes(data):
     return result
 
 
+def idna_command(domains):
+    try:
+        import idna
+    except ImportError:
+        missing("idna")
+    result = []
+    for domain in domains:
+        try:
+            result.append(idna.encode(domain, uts46=True).decode("ascii"))
+        except idna.IDNAError:
+            result.append(None)
+    print(json.dumps(result))
+
+
 def load_dkim():
     try:
         import dkim  # dkimpy
@@ -190,6 +206,8 @@ def main(argv):
         print(json.dumps(parse(argv[2])))
     elif len(argv) >= 3 and argv[1] == "parse-many":
         print(json.dumps([parse(p) for p in argv[2:]]))
+    elif len(argv) >= 2 and argv[1] == "idna":
+        idna_command(argv[2:])
     elif len(argv) >= 4 and argv[1] == "dkim":
         dkim_command(argv[2], argv[3])
     elif len(argv) >= 6 and argv[1] == "dkim-smtp":

@@ -3,18 +3,22 @@ import Foundation
 /// Internationalised domain names: Unicode domains to their ASCII (A-label) form.
 ///
 /// This is IDNA 2008 (RFC 5890, 5891) with a deliberately small mapping step instead of the full
-/// UTS #46 table: each label is lowercased and put in Unicode Normalization Form C (Foundation),
-/// then checked (letters, marks, digits and hyphens only; no leading or trailing hyphen) and
-/// Punycode-encoded (RFC 3492) with the `xn--` prefix. Domains that need the full UTS #46
-/// mapping (e.g. fullwidth dots, `ß` transitional processing) are therefore mapped more
-/// conservatively than a browser would; the result is always a valid LDH name or an error.
+/// UTS #46 table: the label separators `。` `．` `｡` count as dots (UTS #46 §4), each label is
+/// lowercased and put in Unicode Normalization Form KC (Foundation; this also maps fullwidth
+/// letters to ASCII), then checked (letters, marks, digits and hyphens only; no leading or
+/// trailing hyphen) and Punycode-encoded (RFC 3492) with the `xn--` prefix. There is no
+/// transitional processing (`ß` stays `ß`, as in IDNA 2008 and current browsers) and no
+/// bidi or CONTEXTJ rule check (RFC 5893, RFC 5892 Appendix A); the result is always a valid
+/// LDH name or an error. Tests compare the result with Python's `idna` package.
 public enum IDNA {
     /// The ASCII-compatible form of `domain`, or nil when a label is empty, too long (63 octets,
     /// RFC 1035 §2.3.4) or contains characters a host name cannot have.
     public static func toASCII(_ domain: String) -> String? {
         if domain.isEmpty { return nil }
         var labels: [String] = []
-        for label in domain.split(separator: ".", omittingEmptySubsequences: false) {
+        // UTS #46 §4 step 1 maps these full stops to ".".
+        let separators: Set<Character> = [".", "\u{3002}", "\u{FF0E}", "\u{FF61}"]
+        for label in domain.split(omittingEmptySubsequences: false, whereSeparator: { separators.contains($0) }) {
             guard let ascii = labelToASCII(String(label)) else { return nil }
             labels.append(ascii)
         }
@@ -27,8 +31,11 @@ public enum IDNA {
         if label.unicodeScalars.allSatisfy(\.isASCII) {
             return isLDHLabel(label) ? label : nil
         }
-        // The mapping step (see the type's documentation): lowercase, then NFC.
-        let mapped = label.lowercased().precomposedStringWithCanonicalMapping
+        // The mapping step (see the type's documentation): lowercase, then NFKC.
+        let mapped = label.lowercased().precomposedStringWithCompatibilityMapping
+        if mapped.unicodeScalars.allSatisfy(\.isASCII) {
+            return isLDHLabel(mapped) ? mapped : nil
+        }
         for scalar in mapped.unicodeScalars {
             if scalar.isASCII {
                 let v = scalar.value

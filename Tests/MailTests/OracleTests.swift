@@ -207,3 +207,20 @@ import Testing
         }
     }
 }
+
+/// Pigeon's IDNA mapping against Python's `idna` package (IDNA 2008 with UTS #46 mapping).
+@Suite struct IDNAOracleTests {
+    static let domains = [
+        "example.com", "exämple.de", "bücher.de", "Bücher.DE", "münchen.de", "例え.jp", "例子.广告", "пример.рф", "ÄÖÜ.de",
+        "e\u{301}xample.com", "straße.de", "ｅｘａｍｐｌｅ.com", "例え。jp", "δοκιμή.gr", "مثال.إختبار", "उदाहरण.भारत",
+        "테스트.한국", "xn--bcher-kva.de", "sub.domain.exämple.co.uk", "ελληνικά.ελ", "ça.fr", "ñandú.es",
+    ]
+
+    @Test(.enabled(if: Oracle.isCI || Oracle.hasModules(["idna"])))
+    func matchesPythonIDNA() throws {
+        let expected = try Oracle.call([String?].self, ["idna"] + Self.domains)
+        for (domain, want) in zip(Self.domains, expected) {
+            #expect(IDNA.toASCII(domain)?.lowercased() == want?.lowercased(), "\(domain)")
+        }
+    }
+}
