@@ -1,6 +1,7 @@
 /// A file attached to an email, or an inline part when it has a ``contentID``.
 public struct Attachment: Sendable, Hashable {
     /// The file name shown to the recipient (Unicode allowed; RFC 2231 encoded when needed).
+    /// Leading and trailing white space is dropped.
     public var filename: String
     /// The decoded bytes. The API layer decodes the JSON's base64 and reports bad base64 itself.
     public var content: [UInt8]

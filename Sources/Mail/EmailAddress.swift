@@ -7,7 +7,7 @@
 /// JSON array already separates the addresses. Domain literals (`[192.0.2.1]`) and comments are
 /// not accepted.
 public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
-    /// The display name, unquoted and unescaped; nil when absent or empty.
+    /// The display name, unquoted and unescaped; nil when absent, empty or only spaces and tabs.
     public var displayName: String?
     /// The local part as written (RFC 5321 §4.1.2 Local-part, quotes included when quoted).
     public var localPart: String
@@ -81,7 +81,8 @@ public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
         if local.utf8.count + 1 + asciiDomain.utf8.count > Self.maxAddressOctets {
             throw AddressParseError(code: "too_long", message: "is longer than 254 octets")
         }
-        if let name, !name.isEmpty {
+        // A name of nothing but spaces and tabs is no name.
+        if let name, !name.trimmingWSP().isEmpty {
             try Self.checkDisplayName(name)
             self.displayName = name
         } else {

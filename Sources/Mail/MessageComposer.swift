@@ -160,7 +160,9 @@ public struct MessageComposer: Sendable {
             let field = "attachments[\(index)]"
             totalBytes += attachment.content.count
             var ok = true
-            if let error = checkFilename(attachment.filename, field: field + ".filename") {
+            // Leading and trailing white space is dropped, as mail clients do when they save a file.
+            let filename = Self.trimmingWhiteSpace(attachment.filename)
+            if let error = checkFilename(filename, field: field + ".filename") {
                 errors.append(error)
                 ok = false
             }
@@ -193,7 +195,7 @@ public struct MessageComposer: Sendable {
             }
             if ok, let typeTokens {
                 attachments.append(
-                    ValidAttachment(filename: attachment.filename, content: attachment.content, contentTypeTokens: typeTokens, contentID: contentID)
+                    ValidAttachment(filename: filename, content: attachment.content, contentTypeTokens: typeTokens, contentID: contentID)
                 )
             }
         }
@@ -231,6 +233,15 @@ public struct MessageComposer: Sendable {
             attachments: attachments,
             messageID: validMessageID
         )
+    }
+
+    /// `text` without leading and trailing Unicode White_Space scalars.
+    static func trimmingWhiteSpace(_ text: String) -> String {
+        let scalars = text.unicodeScalars
+        guard let first = scalars.firstIndex(where: { !$0.properties.isWhitespace }),
+            let last = scalars.lastIndex(where: { !$0.properties.isWhitespace })
+        else { return "" }
+        return String(scalars[first...last])
     }
 
     static func hasLineBreakOrNUL(_ text: String) -> Bool {

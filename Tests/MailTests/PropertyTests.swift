@@ -1,6 +1,7 @@
 import Foundation
-import Mail
 import Testing
+
+@testable import Mail
 
 /// SplitMix64: a small seeded generator, so a failing case can be replayed from its seed.
 struct SeededGenerator: RandomNumberGenerator {
@@ -177,7 +178,7 @@ enum RandomText {
             #expect(OracleTests.normalized(got.html) == OracleTests.expectedText(draft.html), "seed \(Self.seed)")
             #expect(got.attachments.count == draft.attachments.count)
             for (sent, received) in zip(draft.attachments, got.attachments) {
-                #expect(received.filename == sent.filename)
+                #expect(received.filename == MessageComposer.trimmingWhiteSpace(sent.filename))
                 #expect(Data(base64Encoded: received.content) == Data(sent.content))
             }
         }
