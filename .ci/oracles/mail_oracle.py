@@ -43,9 +43,14 @@ def parse(path):
 
 def parse_bytes(data):
     from email import policy
-    from email.parser import BytesParser
+    from email.parser import BytesParser, Parser
 
-    msg = BytesParser(policy=policy.SMTPUTF8).parsebytes(data)
+    try:
+        # UTF-8 header fields (RFC 6532) read as text; the bytes parser would leave them as
+        # surrogate escapes. Bodies are 7bit, quoted-printable or base64 either way.
+        msg = Parser(policy=policy.SMTPUTF8).parsestr(data.decode("utf-8"))
+    except UnicodeDecodeError:
+        msg = BytesParser(policy=policy.SMTPUTF8).parsebytes(data)
 
     def addresses(name):
         header = msg[name]
