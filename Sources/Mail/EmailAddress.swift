@@ -26,6 +26,8 @@ public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
     public static let maxAddressOctets = 254
     /// Pigeon's own limit on display names, in Unicode scalars.
     public static let maxDisplayNameLength = 256
+    /// The longest input the parser looks at, in UTF-8 octets (a 256-scalar name in quotes and escapes, plus an address).
+    public static let maxInputOctets = 4_096
 
     /// The address for the SMTP envelope and for headers: `local@asciiDomain`.
     /// The local part is as written, so it is Unicode only when ``requiresSMTPUTF8`` is true.
@@ -50,6 +52,10 @@ public struct EmailAddress: Sendable, Hashable, CustomStringConvertible {
     public init(parsing text: String) throws(AddressParseError) {
         if text.unicodeScalars.contains(where: { $0 == "\r" || $0 == "\n" || $0 == "\0" }) {
             throw AddressParseError(code: "header_injection", message: "must not contain CR, LF or NUL")
+        }
+        // Bound the work before parsing: no valid mailbox comes near this (RFC 5321 §4.5.3.1).
+        if text.utf8.count > Self.maxInputOctets {
+            throw AddressParseError(code: "too_long", message: "is longer than \(Self.maxInputOctets) octets")
         }
         let trimmed = text.trimmingWSP()
         if trimmed.isEmpty {

@@ -85,8 +85,10 @@ enum HeaderEncoding {
     /// RFC 5322 §3.2.3 atext (ASCII).
     static func isASCIIAtext(_ b: UInt8) -> Bool {
         if (b >= 0x41 && b <= 0x5A) || (b >= 0x61 && b <= 0x7A) || (b >= 0x30 && b <= 0x39) { return true }
-        return Array("!#$%&'*+-/=?^_`{|}~".utf8).contains(b)
+        return atextSymbols.contains(b)
     }
+
+    private static let atextSymbols = Set("!#$%&'*+-/=?^_`{|}~".utf8)
 
     /// A display name as phrase tokens (RFC 5322 §3.2.5): atoms, a quoted-string split at its
     /// spaces (FWS is allowed inside, §3.2.4), or RFC 2047 encoded words (§5 (3)).

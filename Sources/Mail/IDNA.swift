@@ -27,7 +27,9 @@ public enum IDNA {
 
     /// One label to its A-label (or unchanged LDH label).
     static func labelToASCII(_ label: String) -> String? {
-        if label.isEmpty { return nil }
+        // An A-label has at most 63 octets, so a U-label has fewer scalars; this also bounds
+        // the Punycode encoder's quadratic loop.
+        if label.isEmpty || label.unicodeScalars.count > 63 { return nil }
         if label.unicodeScalars.allSatisfy(\.isASCII) {
             return isLDHLabel(label) ? label : nil
         }

@@ -117,15 +117,20 @@ enum MIMEBuilder {
 
 /// MIME media types (RFC 2045 §5.1) of attachments.
 enum MediaType {
+    private static let tspecials = Set("()<>@,;:\\\"/[]?=".utf8)
+
     /// RFC 2045 §5.1 token characters.
     static func isTokenByte(_ b: UInt8) -> Bool {
-        b > 32 && b < 127 && !Array("()<>@,;:\\\"/[]?=".utf8).contains(b)
+        b > 32 && b < 127 && !tspecials.contains(b)
     }
+
+    /// The longest content type accepted, in octets.
+    static let maxLength = 255
 
     /// `type/subtype` and each `p="v"` parameter, without semicolons (lowercased type and
     /// parameter names; values re-quoted), or nil when malformed.
     static func tokens(_ contentType: String) -> [String]? {
-        if MessageComposer.hasLineBreakOrNUL(contentType) { return nil }
+        if contentType.utf8.count > maxLength || MessageComposer.hasLineBreakOrNUL(contentType) { return nil }
         let pieces = contentType.split(separator: ";", omittingEmptySubsequences: false).map { String($0).trimmingWSP() }
         guard let mediaType = pieces.first else { return nil }
         let parts = mediaType.split(separator: "/", omittingEmptySubsequences: false)

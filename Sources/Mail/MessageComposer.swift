@@ -326,7 +326,9 @@ public struct MessageComposer: Sendable {
     private func render(_ draft: ValidDraft, date: Date) throws(ValidationError) -> ComposedMessage {
         let domain = signer?.domain ?? draft.from.asciiDomain
         let messageID = draft.messageID ?? "<\(Self.randomHex(16))@\(domain)>"
-        let seconds = Int64(date.timeIntervalSince1970.rounded(.down))
+        let interval = date.timeIntervalSince1970
+        // Date.distantPast/distantFuture fit; only a non-finite or absurd interval falls back to 1970.
+        let seconds = interval.isFinite && abs(interval) < 1e15 ? Int64(interval.rounded(.down)) : 0
 
         var fields: [(name: String, text: String)] = []
         func add(_ name: String, _ tokens: [String]) {

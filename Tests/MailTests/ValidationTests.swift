@@ -198,3 +198,33 @@ import Testing
         #expect(throws: ValidationError.self) { try MessageComposer().compose(Self.good, date: Self.date, messageID: id) }
     }
 }
+
+@Suite struct HugeInputTests {
+    /// Every size that input controls is bounded before the expensive work: these fail fast.
+    @Test func hugeInputsAreRefusedQuickly() {
+        let huge = String(repeating: "ü", count: 1_000_000)
+        let draft = EmailDraft(
+            from: "x@" + huge + ".com",
+            to: [huge + "@example.com", "\"" + huge + "\" <a@b.c>", "a@" + String(repeating: "a", count: 1_000_000)],
+            subject: huge,
+            text: String(repeating: "y", count: 6 * 1024 * 1024),
+            headers: ["X-Big": huge],
+            attachments: [Attachment(filename: huge, content: [], contentType: "text/" + huge, contentID: huge)]
+        )
+        let start = ContinuousClock.now
+        do {
+            _ = try MessageComposer().compose(draft, date: Date())
+            Issue.record("accepted")
+        } catch {
+            let fields = Set(error.errors.map(\.field))
+            #expect(
+                fields.isSuperset(of: [
+                    "from", "to[0]", "to[1]", "to[2]", "subject", "text", "headers.X-Big", "attachments[0].filename",
+                    "attachments[0].content_type", "attachments[0].content_id",
+                ]),
+                "\(fields)"
+            )
+        }
+        #expect(ContinuousClock.now - start < .seconds(5))
+    }
+}
