@@ -12,6 +12,12 @@ public struct Attachment: Sendable, Hashable {
     /// multipart/related next to the HTML (RFC 2387). Given without angle brackets.
     public var contentID: String?
 
+    /// Decodes the base64 of a JSON `content` field (RFC 4648 §4; CR, LF, space and tab ignored,
+    /// padding required); nil when it is not base64, for the API's `invalid_base64`.
+    public static func decodeBase64(_ text: String) -> [UInt8]? {
+        Base64.decode(text)
+    }
+
     /// Creates an attachment.
     public init(filename: String, content: [UInt8], contentType: String? = nil, contentID: String? = nil) {
         self.filename = filename

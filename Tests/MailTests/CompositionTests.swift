@@ -306,3 +306,17 @@ func expectWireSafe(_ data: [UInt8], sourceLocation: SourceLocation = #_sourceLo
         #expect(String(decoding: DKIMSigner.relaxedBody(Array("a\r\n\r\nb".utf8)), as: UTF8.self) == "a\r\n\r\nb\r\n")
     }
 }
+
+@Suite struct Base64InputTests {
+    @Test(arguments: [
+        ("", [UInt8]()), ("AA==", [0]), ("AAE=", [0, 1]), ("AAEC", [0, 1, 2]), ("AAEC\r\nAw==", [0, 1, 2, 3]),
+    ])
+    func decodes(_ text: String, _ bytes: [UInt8]) {
+        #expect(Attachment.decodeBase64(text) == bytes)
+    }
+
+    @Test(arguments: ["A", "AA", "AA=", "A===", "AA==AA==", "AA!=", "ÄÄ==", "AAA=A"])
+    func refuses(_ text: String) {
+        #expect(Attachment.decodeBase64(text) == nil)
+    }
+}
