@@ -24,11 +24,13 @@ public final class SMTPClient: Sendable {
     private struct IdleConnection: Sendable {
         var id: Int
         var connection: SMTPConnection
+        var uses: Int
         var timer: Scheduled<Void>?
     }
 
     private enum Lease: Sendable {
-        case reuse(SMTPConnection)
+        /// An open connection and the number of messages it carried.
+        case reuse(SMTPConnection, uses: Int)
         case open
     }
 
@@ -70,11 +72,13 @@ public final class SMTPClient: Sendable {
         var lease = try await acquire()
         var retriedStaleConnection = false
         while true {
-            var connection: SMTPConnection
+            let connection: SMTPConnection
             let reused: Bool
+            var uses = 0
             switch lease {
-            case .reuse(let idle):
+            case .reuse(let idle, let previousUses):
                 connection = idle
+                uses = previousUses
                 reused = true
             case .open:
                 do {
@@ -91,26 +95,25 @@ public final class SMTPClient: Sendable {
                 }
                 reused = false
             }
-            if reused { connection.beginSend() }
             do {
-                let replies = try await connection.send(message, resetFirst: reused)
-                let transcript = connection.transcript
+                let (replies, transcript) = try await connection.send(message, resetFirst: reused)
                 logTranscript(transcript)
-                release(connection)
+                release(connection, uses: uses + 1)
                 return SMTPSendResult(
                     recipients: zip(message.recipients, replies).map { RecipientReply(recipient: $0, reply: $1) },
                     transcript: transcript,
                     nextHop: configuration.nextHop
                 )
             } catch {
-                logTranscript(connection.transcript)
+                logTranscript(error.transcript)
                 if connection.isActive && !isConnectionError(error) {
                     // Refused before anything was sent (size, SMTPUTF8, address): keep the session.
-                    release(connection)
+                    release(connection, uses: uses)
                     throw error
                 }
                 connection.close()
-                if reused && !connection.receivedReplyInCurrentSend && !retriedStaleConnection {
+                let receivedReply = await connection.receivedReplyInCurrentSend
+                if reused && !receivedReply && !retriedStaleConnection {
                     // The server closed the idle connection; try once more on a new one.
                     retriedStaleConnection = true
                     lease = .open
@@ -157,7 +160,7 @@ public final class SMTPClient: Sendable {
             if state.isShutdown { return .failure(Self.shutdownError) }
             while let entry = state.idle.popLast() {
                 entry.timer?.cancel()
-                if entry.connection.isActive { return .lease(.reuse(entry.connection)) }
+                if entry.connection.isActive { return .lease(.reuse(entry.connection, uses: entry.uses)) }
                 entry.connection.close()
                 state.open -= 1
             }
@@ -199,9 +202,9 @@ public final class SMTPClient: Sendable {
     private static let cancelledError = SMTPClientError(kind: .closed, isTransient: true, message: "cancelled while waiting for a connection")
 
     /// Returns a connection to the pool (or its slot, when `connection` is nil).
-    private func release(_ connection: SMTPConnection?) {
+    private func release(_ connection: SMTPConnection?, uses: Int = 0) {
         var connection = connection
-        if let current = connection, !current.isActive || current.messagesSent >= limitPerConnection {
+        if let current = connection, !current.isActive || uses >= limitPerConnection {
             connection = nil
             closeGracefully(current)
         }
@@ -217,14 +220,14 @@ public final class SMTPClient: Sendable {
             }
             if !state.waiters.isEmpty {
                 let waiter = state.waiters.removeFirst()
-                if let connection { return .handOver(waiter, .reuse(connection)) }
+                if let connection { return .handOver(waiter, .reuse(connection, uses: uses)) }
                 return .handOver(waiter, .open)
             }
             if let connection {
                 state.nextID += 1
                 let id = state.nextID
                 let timer = scheduleIdleTimeout(for: connection, id: id)
-                state.idle.append(IdleConnection(id: id, connection: connection, timer: timer))
+                state.idle.append(IdleConnection(id: id, connection: connection, uses: uses, timer: timer))
             } else {
                 state.open -= 1
             }

@@ -6,23 +6,28 @@ import SMTP
 
 /// One SMTP connection, driven by the pure state machines of the `SMTP` module.
 ///
-/// A value owned by one task at a time (the pool hands it out); the channel and its
-/// `SMTPReplyHandler` live on the channel's event loop.
-struct SMTPConnection: Sendable {
-    let channel: any Channel
+/// An actor whose executor is the channel's event loop: the state machines, the
+/// channel and its `SMTPReplyHandler` all run on the same thread, so a whole pipelined
+/// transaction costs two hops between the caller's task and the event loop, not one
+/// per reply. The pool hands a connection to one task at a time.
+actor SMTPConnection {
+    nonisolated let channel: any Channel
     private let handler: NIOLoopBoundBox<SMTPReplyHandler>
     private let timeouts: SMTPTimeouts
-    let configuration: SMTPRelayConfiguration
-    private(set) var capabilities = SMTPCapabilities()
-    /// Transactions completed on this connection.
-    private(set) var messagesSent = 0
+    private let configuration: SMTPRelayConfiguration
+    private var capabilities = SMTPCapabilities()
     /// The lines of the current send, for its result or error.
     private(set) var transcript: [String] = []
     /// Whether any reply arrived during the current send (a reused connection that
     /// fails before one did was closed by the server while idle, and is retried).
     private(set) var receivedReplyInCurrentSend = false
 
-    var eventLoop: any EventLoop { channel.eventLoop }
+    nonisolated var unownedExecutor: UnownedSerialExecutor { channel.eventLoop.executor.asUnownedSerialExecutor() }
+
+    nonisolated var eventLoop: any EventLoop { channel.eventLoop }
+
+    /// Whether the channel is still open.
+    nonisolated var isActive: Bool { channel.isActive }
 
     /// Opens a connection and runs the session up to the first transaction.
     static func open(
@@ -57,71 +62,64 @@ struct SMTPConnection: Sendable {
                 message: "cannot connect to \(configuration.nextHop): \(Self.describe(error))"
             )
         }
-        var connection = SMTPConnection(channel: channel, handler: handler, timeouts: configuration.timeouts, configuration: configuration)
+        let connection = SMTPConnection(channel: channel, handler: handler, configuration: configuration)
         logger.debug("SMTP connected", metadata: ["smtp.next_hop": "\(configuration.nextHop)"])
-        do {
-            try await connection.runSession(tlsContext: tlsContext, serverHostname: serverHostname)
-        } catch {
-            connection.close()
-            throw SMTPClientError(error, transcript: connection.transcript)
-        }
+        try await connection.runSession(tlsContext: tlsContext, serverHostname: serverHostname)
         return connection
     }
 
-    private init(channel: any Channel, handler: NIOLoopBoundBox<SMTPReplyHandler>, timeouts: SMTPTimeouts, configuration: SMTPRelayConfiguration) {
+    private init(channel: any Channel, handler: NIOLoopBoundBox<SMTPReplyHandler>, configuration: SMTPRelayConfiguration) {
         self.channel = channel
         self.handler = handler
-        self.timeouts = timeouts
+        self.timeouts = configuration.timeouts
         self.configuration = configuration
     }
 
     // MARK: The session: greeting, EHLO, STARTTLS, AUTH
 
-    private mutating func runSession(tlsContext: NIOSSLContext?, serverHostname: String?) async throws(SMTPSessionError) {
-        var machine = SMTPSessionStateMachine(configuration: configuration.sessionConfiguration)
-        var reply = try await nextReply(phase: .greeting)
-        var action = machine.receive(reply)
-        while true {
-            switch action {
-            case .send(let command):
-                try await write([command])
-                reply = try await nextReply(phase: machine.phase)
-                action = machine.receive(reply)
-            case .startTLS:
-                guard let tlsContext else {
-                    throw SMTPSessionError(kind: .tls, isTransient: true, message: "no TLS context")
+    private func runSession(tlsContext: NIOSSLContext?, serverHostname: String?) async throws(SMTPClientError) {
+        do throws(SMTPSessionError) {
+            var machine = SMTPSessionStateMachine(configuration: configuration.sessionConfiguration)
+            var action = machine.receive(try await nextReply(phase: .greeting))
+            while true {
+                switch action {
+                case .send(let command):
+                    write([command])
+                    action = machine.receive(try await nextReply(phase: machine.phase))
+                case .startTLS:
+                    guard let tlsContext else {
+                        throw SMTPSessionError(kind: .tls, isTransient: true, message: "no TLS context")
+                    }
+                    try await startTLS(context: tlsContext, serverHostname: serverHostname)
+                    action = machine.tlsEstablished()
+                case .ready(let capabilities):
+                    self.capabilities = capabilities
+                    return
+                case .fail(let error):
+                    throw error
                 }
-                try await startTLS(context: tlsContext, serverHostname: serverHostname)
-                action = machine.tlsEstablished()
-            case .ready(let capabilities):
-                self.capabilities = capabilities
-                return
-            case .fail(let error):
-                throw error
             }
+        } catch {
+            close()
+            throw SMTPClientError(error, transcript: transcript)
         }
     }
 
-    private mutating func startTLS(context: NIOSSLContext, serverHostname: String?) async throws(SMTPSessionError) {
-        let handler = self.handler
-        let channel = self.channel
-        let timeout = TimeAmount(timeouts.startTLS)
+    private func startTLS(context: NIOSSLContext, serverHostname: String?) async throws(SMTPSessionError) {
+        let handshake = handler.value.prepareForTLS(timeout: TimeAmount(timeouts.startTLS), eventLoop: eventLoop)
         do {
-            try await channel.eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
-                let handshake = handler.value.prepareForTLS(timeout: timeout, eventLoop: channel.eventLoop)
-                do {
-                    let tls = try NIOSSLClientHandler(context: context, serverHostname: serverHostname)
-                    try channel.pipeline.syncOperations.addHandler(tls, position: .first)
-                } catch {
-                    handler.value.terminate(SMTPReplyHandler.classify(error))
-                }
-                return handshake
-            }.get()
+            let tls = try NIOSSLClientHandler(context: context, serverHostname: serverHostname)
+            try channel.pipeline.syncOperations.addHandler(tls, position: .first)
+        } catch {
+            handler.value.terminate(SMTPReplyHandler.classify(error))
+        }
+        do {
+            try await handshake.get()
         } catch {
             throw SMTPReplyHandler.classify(error)
         }
-        let discarded = try? await channel.eventLoop.submit { handler.value.discardedBytes }.get()
-        if let discarded, discarded > 0 {
+        let discarded = handler.value.discardedBytes
+        if discarded > 0 {
             transcript.append("-: discarded \(discarded) bytes received in plain text before the TLS handshake")
         }
         transcript.append("-: TLS established")
@@ -130,11 +128,15 @@ struct SMTPConnection: Sendable {
     // MARK: Transactions
 
     /// Sends one message: one transaction, plus one more for each round of 452
-    /// (too many recipients). Returns one reply per recipient.
+    /// (too many recipients). Returns one reply per recipient and the transcript.
     ///
-    /// On a thrown error the connection is closed unless `isUsable` says otherwise
-    /// (a message refused before anything was sent leaves the session intact).
-    mutating func send(_ message: OutgoingMessage, resetFirst: Bool) async throws(SMTPClientError) -> [SMTPReply] {
+    /// After a thrown error the channel is closed, unless the message was refused
+    /// before anything was sent (size, SMTPUTF8, address): the session stays usable.
+    func send(_ message: OutgoingMessage, resetFirst: Bool) async throws(SMTPClientError) -> (replies: [SMTPReply], transcript: [String]) {
+        if resetFirst {
+            transcript = []
+            receivedReplyInCurrentSend = false
+        }
         let envelope = message.envelope
         var replies: [SMTPReply?] = Array(repeating: nil, count: envelope.recipients.count)
         var pending = Array(envelope.recipients.indices)
@@ -150,7 +152,7 @@ struct SMTPConnection: Sendable {
             } catch {
                 if isFirst { throw SMTPClientError(error, transcript: transcript) }
                 // Some recipients were decided in an earlier transaction: report them, and
-                // give the rest this failure's reply, or a transient one.
+                // give the rest this failure's reply if transient, or a transient one.
                 let fallback =
                     error.reply.flatMap { $0.isTransientNegative ? $0 : nil }
                     ?? SMTPReply(code: 451, enhancedCode: EnhancedStatusCode(klass: 4, subject: 4, detail: 2), lines: [error.description])
@@ -160,12 +162,11 @@ struct SMTPConnection: Sendable {
             resetFirst = false
             isFirst = false
         }
-        messagesSent += 1
         let missing = SMTPReply(code: 451, enhancedCode: EnhancedStatusCode(klass: 4, subject: 3, detail: 0), lines: ["no reply"])
-        return replies.map { $0 ?? missing }
+        return (replies.map { $0 ?? missing }, transcript)
     }
 
-    private mutating func runTransaction(
+    private func runTransaction(
         _ envelope: SMTPEnvelope,
         data: [UInt8],
         resetFirst: Bool
@@ -177,15 +178,15 @@ struct SMTPConnection: Sendable {
             while true {
                 switch action {
                 case .send(let commands):
-                    try await write(commands)
-                    action = try await receive(into: &machine)
+                    write(commands)
+                    action = try await receive(into: &machine, expecting: commands.count)
                 case .awaitReply:
-                    action = try await receive(into: &machine)
+                    action = try await receive(into: &machine, expecting: 1)
                 case .sendData:
                     try await writeData(data)
                     action = machine.dataSent()
                 case .sendEmptyData:
-                    try await writeBuffer(ByteBuffer(string: ".\r\n"), timeout: timeouts.dataBlock)
+                    channel.writeAndFlush(ByteBuffer(string: ".\r\n"), promise: nil)
                     transcript.append("C: .")
                     action = machine.dataSent()
                 case .finished(let outcome):
@@ -200,11 +201,13 @@ struct SMTPConnection: Sendable {
         }
     }
 
-    /// Feeds the next reply to the machine, reading any further replies already received.
-    private mutating func receive(
-        into machine: inout SMTPTransactionStateMachine
+    /// Waits for `expecting` replies (fewer if the connection ends first) and feeds them
+    /// to the machine in order.
+    private func receive(
+        into machine: inout SMTPTransactionStateMachine,
+        expecting: Int
     ) async throws(SMTPSessionError) -> SMTPTransactionStateMachine.Action {
-        let replies = try await nextReplies(maximum: 64, phase: machine.phase)
+        let replies = try await nextReplies(count: expecting, phase: machine.phase)
         var action = SMTPTransactionStateMachine.Action.awaitReply
         for (index, reply) in replies.enumerated() {
             action = machine.receive(reply)
@@ -222,7 +225,10 @@ struct SMTPConnection: Sendable {
         return action
     }
 
-    private mutating func writeData(_ data: [UInt8]) async throws(SMTPSessionError) {
+    /// Writes the encoded message in chunks; waits for each chunk but the last to be
+    /// written (bounded by the `dataBlock` timeout), so a large message is never
+    /// buffered whole and a stalled reader is noticed.
+    private func writeData(_ data: [UInt8]) async throws(SMTPSessionError) {
         var encoder = SMTPDataEncoder()
         let chunkSize = 256 * 1024
         var offset = 0
@@ -230,8 +236,12 @@ struct SMTPConnection: Sendable {
             let end = min(offset + chunkSize, data.count)
             var buffer = channel.allocator.buffer(capacity: end - offset + (end - offset) / 32 + 8)
             encoder.encode(data[offset..<end], into: &buffer)
-            if end == data.count { encoder.finish(into: &buffer) }
-            try await writeBuffer(buffer, timeout: timeouts.dataBlock)
+            if end == data.count {
+                encoder.finish(into: &buffer)
+                channel.writeAndFlush(buffer, promise: nil)
+            } else {
+                try await writeAndWait(buffer, timeout: timeouts.dataBlock)
+            }
             offset = end
         } while offset < data.count
         transcript.append("C: <message data, \(data.count) bytes>")
@@ -240,49 +250,41 @@ struct SMTPConnection: Sendable {
 
     // MARK: QUIT and close
 
-    /// Sends QUIT, waits briefly for 221, and closes. Never throws.
+    /// Sends QUIT, waits for the reply up to the QUIT timeout, and closes. Never throws.
     func quit() async {
-        var connection = self
-        do {
-            try await connection.write([.quit])
-            _ = try await connection.nextReply(phase: .quit)
-        } catch {
-            // The connection is going away either way; nothing to report.
-        }
+        write([.quit])
+        _ = try? await nextReply(phase: .quit)
         close()
     }
 
     /// Closes the channel now.
-    func close() {
+    nonisolated func close() {
         channel.close(promise: nil)
-    }
-
-    /// Whether the channel is still open.
-    var isActive: Bool { channel.isActive }
-
-    /// Starts a new send's transcript.
-    mutating func beginSend() {
-        transcript = []
-        receivedReplyInCurrentSend = false
     }
 
     // MARK: Wire
 
-    private mutating func write(_ commands: [SMTPCommand]) async throws(SMTPSessionError) {
+    /// Writes commands in one flush. A failed write closes the channel, which the
+    /// next read reports; nothing is lost by not waiting here.
+    private func write(_ commands: [SMTPCommand]) {
+        // A reply nobody asked for would be taken as the answer to this command.
+        if handler.value.queuedReplyCount > 0 {
+            handler.value.terminate(SMTPSessionError(kind: .protocolViolation, isTransient: true, message: "reply without a command"))
+            return
+        }
         var buffer = channel.allocator.buffer(capacity: 64 * commands.count)
         for command in commands {
             command.encode(into: &buffer)
             transcript.append("C: " + command.transcriptLine)
         }
-        try await writeBuffer(buffer, timeout: timeouts.dataBlock)
+        channel.writeAndFlush(buffer, promise: nil)
     }
 
-    private func writeBuffer(_ buffer: ByteBuffer, timeout: Duration) async throws(SMTPSessionError) {
-        let channel = self.channel
+    private func writeAndWait(_ buffer: ByteBuffer, timeout: Duration) async throws(SMTPSessionError) {
         let handler = self.handler
-        let write = channel.eventLoop.makePromise(of: Void.self)
+        let write = eventLoop.makePromise(of: Void.self)
         channel.writeAndFlush(buffer, promise: write)
-        let timer = channel.eventLoop.scheduleTask(in: TimeAmount(timeout)) {
+        let timer = eventLoop.scheduleTask(in: TimeAmount(timeout)) {
             handler.value.terminate(SMTPSessionError(kind: .timeout, isTransient: true, message: "timed out writing"))
         }
         do {
@@ -291,28 +293,23 @@ struct SMTPConnection: Sendable {
         } catch {
             timer.cancel()
             // Prefer the reason the handler saw (a timeout, a TLS error) over the write's.
-            let reason = try? await channel.eventLoop.submit { handler.value.currentError }.get()
-            throw reason ?? SMTPReplyHandler.classify(error)
+            throw handler.value.currentError ?? SMTPReplyHandler.classify(error)
         }
     }
 
-    private mutating func nextReply(phase: SMTPPhase) async throws(SMTPSessionError) -> SMTPReply {
-        let replies = try await nextReplies(maximum: 1, phase: phase)
+    private func nextReply(phase: SMTPPhase) async throws(SMTPSessionError) -> SMTPReply {
+        let replies = try await nextReplies(count: 1, phase: phase)
         guard let reply = replies.first else {
             throw SMTPSessionError(kind: .protocolViolation, isTransient: true, message: "no reply")
         }
         return reply
     }
 
-    private mutating func nextReplies(maximum: Int, phase: SMTPPhase) async throws(SMTPSessionError) -> [SMTPReply] {
-        let handler = self.handler
-        let eventLoop = channel.eventLoop
-        let timeout = TimeAmount(timeouts.timeout(for: phase))
+    private func nextReplies(count: Int, phase: SMTPPhase) async throws(SMTPSessionError) -> [SMTPReply] {
+        let future = handler.value.nextReplies(count: count, timeout: TimeAmount(timeouts.timeout(for: phase)), phase: phase, eventLoop: eventLoop)
         let replies: [SMTPReply]
         do {
-            replies = try await eventLoop.flatSubmit {
-                handler.value.nextReplies(maximum: maximum, timeout: timeout, phase: phase, eventLoop: eventLoop)
-            }.get()
+            replies = try await future.get()
         } catch {
             throw SMTPReplyHandler.classify(error)
         }
@@ -332,7 +329,6 @@ struct SMTPConnection: Sendable {
 
     private static func describe(_ error: any Error) -> String {
         if let error = error as? IOError { return error.description }
-        if let error = error as? ChannelError { return "\(error)" }
         return "\(error)"
     }
 }

@@ -18,11 +18,14 @@ final class SMTPReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var buffer: ByteBuffer?
     private var parser = SMTPReplyParser()
     private var replies = CircularBuffer<SMTPReply>()
-    private var waiter: (promise: EventLoopPromise<[SMTPReply]>, maximum: Int)?
+    private var waiter: (promise: EventLoopPromise<[SMTPReply]>, count: Int)?
     private var timeoutTask: Scheduled<Void>?
     private var tlsPromise: EventLoopPromise<Void>?
     private var terminalError: SMTPSessionError?
     private var context: ChannelHandlerContext?
+
+    /// Replies received and not yet asked for.
+    var queuedReplyCount: Int { replies.count }
 
     /// The error that ended the channel, if it ended.
     var currentError: SMTPSessionError? { terminalError }
@@ -87,18 +90,25 @@ final class SMTPReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
         context.fireUserInboundEventTriggered(event)
     }
 
-    /// Up to `maximum` replies, at least one: those already received, or the next to come.
-    func nextReplies(maximum: Int, timeout: TimeAmount, phase: SMTPPhase, eventLoop: any EventLoop) -> EventLoopFuture<[SMTPReply]> {
-        if !replies.isEmpty {
-            var result: [SMTPReply] = []
-            while result.count < maximum, let reply = replies.popFirst() { result.append(reply) }
-            return eventLoop.makeSucceededFuture(result)
+    /// The next `count` replies once they all arrived (fewer if the channel ends
+    /// first, or the error when there are none). Later replies stay queued.
+    func nextReplies(count: Int, timeout: TimeAmount, phase: SMTPPhase, eventLoop: any EventLoop) -> EventLoopFuture<[SMTPReply]> {
+        let count = max(1, count)
+        if replies.count >= count || (terminalError != nil && !replies.isEmpty) {
+            return eventLoop.makeSucceededFuture(takeReplies(count))
         }
         if let terminalError { return eventLoop.makeFailedFuture(terminalError) }
         let promise = eventLoop.makePromise(of: [SMTPReply].self)
-        waiter = (promise, maximum)
+        waiter = (promise, count)
         armTimeout(timeout, phase: phase, eventLoop: eventLoop)
         return promise.futureResult
+    }
+
+    private func takeReplies(_ count: Int) -> [SMTPReply] {
+        var result: [SMTPReply] = []
+        result.reserveCapacity(min(count, replies.count))
+        while result.count < count, let reply = replies.popFirst() { result.append(reply) }
+        return result
     }
 
     /// Drops every byte and reply received so far and waits for the TLS handshake that
@@ -127,19 +137,20 @@ final class SMTPReplyHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.waiter = nil
         let tlsPromise = self.tlsPromise
         self.tlsPromise = nil
-        waiter?.promise.fail(error)
+        if let waiter {
+            // Replies that came before the end are still answers (a 421 before closing).
+            if replies.isEmpty { waiter.promise.fail(error) } else { waiter.promise.succeed(takeReplies(waiter.count)) }
+        }
         tlsPromise?.fail(error)
         context?.close(promise: nil)
     }
 
     private func serveWaiter() {
-        guard let waiter, !replies.isEmpty else { return }
+        guard let waiter, replies.count >= waiter.count else { return }
         self.waiter = nil
         timeoutTask?.cancel()
         timeoutTask = nil
-        var result: [SMTPReply] = []
-        while result.count < waiter.maximum, let reply = replies.popFirst() { result.append(reply) }
-        waiter.promise.succeed(result)
+        waiter.promise.succeed(takeReplies(waiter.count))
     }
 
     private func armTimeout(_ timeout: TimeAmount, phase: SMTPPhase, eventLoop: any EventLoop) {
