@@ -12,6 +12,7 @@ enum Schema {
         migrator.registerMigration("v1") { db in
             try db.execute(sql: v1)
         }
+        migrator.registerMigration("v2_webhooks") { db in try db.execute(sql: v2Webhooks) }
         return migrator
     }
 
