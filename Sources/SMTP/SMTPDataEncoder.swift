@@ -14,7 +14,61 @@ public struct SMTPDataEncoder: Sendable {
     /// Makes an encoder at the start of a message.
     public init() {}
 
+    /// Appends the encoding of `bytes` to `buffer`: copies runs of ordinary bytes in
+    /// bulk and handles line ends and leading dots one at a time.
+    public mutating func encode(_ bytes: ArraySlice<UInt8>, into buffer: inout ByteBuffer) {
+        bytes.withUnsafeBytes { input in
+            var runStart = 0
+            var index = 0
+            while index < input.count {
+                let byte = input[index]
+                if pendingCR {
+                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: input[runStart..<index]))
+                    pendingCR = false
+                    buffer.writeStaticString("\r\n")
+                    atLineStart = true
+                    if byte == UInt8(ascii: "\n") {
+                        index += 1
+                        runStart = index
+                    } else {
+                        runStart = index
+                    }
+                    continue
+                }
+                switch byte {
+                case UInt8(ascii: "\r"):
+                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: input[runStart..<index]))
+                    pendingCR = true
+                    index += 1
+                    runStart = index
+                case UInt8(ascii: "\n"):
+                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: input[runStart..<index]))
+                    buffer.writeStaticString("\r\n")
+                    atLineStart = true
+                    index += 1
+                    runStart = index
+                case UInt8(ascii: ".") where atLineStart:
+                    // RFC 5321 section 4.5.2: double a leading dot; the dot itself stays in the run.
+                    buffer.writeBytes(UnsafeRawBufferPointer(rebasing: input[runStart..<index]))
+                    buffer.writeInteger(UInt8(ascii: "."))
+                    runStart = index
+                    atLineStart = false
+                    index += 1
+                default:
+                    atLineStart = false
+                    index += 1
+                }
+            }
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: input[runStart..<index]))
+        }
+    }
+
     /// Appends the encoding of `bytes` to `buffer`.
+    public mutating func encode(_ bytes: [UInt8], into buffer: inout ByteBuffer) {
+        encode(bytes[...], into: &buffer)
+    }
+
+    /// Appends the encoding of `bytes` to `buffer`, one byte at a time (any sequence).
     public mutating func encode(_ bytes: some Sequence<UInt8>, into buffer: inout ByteBuffer) {
         for byte in bytes {
             if pendingCR {
@@ -50,9 +104,9 @@ public struct SMTPDataEncoder: Sendable {
     }
 
     /// Encodes a whole body and its terminator into a new buffer.
-    public static func encode(_ body: some Sequence<UInt8>, allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
+    public static func encode(_ body: [UInt8], allocator: ByteBufferAllocator = ByteBufferAllocator()) -> ByteBuffer {
         var encoder = SMTPDataEncoder()
-        var buffer = allocator.buffer(capacity: body.underestimatedCount + body.underestimatedCount / 32 + 8)
+        var buffer = allocator.buffer(capacity: body.count + body.count / 32 + 8)
         encoder.encode(body, into: &buffer)
         encoder.finish(into: &buffer)
         return buffer

@@ -22,10 +22,9 @@ public final class SMTPClient: Sendable {
     private let pool: Mutex<PoolState>
 
     private struct IdleConnection: Sendable {
-        var id: Int
         var connection: SMTPConnection
         var uses: Int
-        var timer: Scheduled<Void>?
+        var idleSince: NIODeadline
     }
 
     private enum Lease: Sendable {
@@ -94,6 +93,7 @@ public final class SMTPClient: Sendable {
                     throw error
                 }
                 reused = false
+                startIdleSweeper(for: connection)
             }
             do {
                 let (replies, transcript) = try await connection.send(message, resetFirst: reused)
@@ -140,7 +140,6 @@ public final class SMTPClient: Sendable {
         for waiter in waiters { waiter.continuation.resume(returning: .failure(Self.shutdownError)) }
         await withTaskGroup(of: Void.self) { group in
             for entry in idle {
-                entry.timer?.cancel()
                 group.addTask { await entry.connection.quit() }
             }
         }
@@ -159,7 +158,6 @@ public final class SMTPClient: Sendable {
         let immediate = pool.withLock { state -> Immediate in
             if state.isShutdown { return .failure(Self.shutdownError) }
             while let entry = state.idle.popLast() {
-                entry.timer?.cancel()
                 if entry.connection.isActive { return .lease(.reuse(entry.connection, uses: entry.uses)) }
                 entry.connection.close()
                 state.open -= 1
@@ -224,10 +222,7 @@ public final class SMTPClient: Sendable {
                 return .handOver(waiter, .open)
             }
             if let connection {
-                state.nextID += 1
-                let id = state.nextID
-                let timer = scheduleIdleTimeout(for: connection, id: id)
-                state.idle.append(IdleConnection(id: id, connection: connection, uses: uses, timer: timer))
+                state.idle.append(IdleConnection(connection: connection, uses: uses, idleSince: .now()))
             } else {
                 state.open -= 1
             }
@@ -247,15 +242,29 @@ public final class SMTPClient: Sendable {
         configuration.maxMessagesPerConnection > 0 ? configuration.maxMessagesPerConnection : Int.max
     }
 
-    private func scheduleIdleTimeout(for connection: SMTPConnection, id: Int) -> Scheduled<Void> {
-        connection.eventLoop.scheduleTask(in: TimeAmount(configuration.timeouts.idle)) { [self] in
+    /// Closes the connection with QUIT once it has been idle for `timeouts.idle`.
+    ///
+    /// One repeated check per connection on its event loop, rather than a timer armed
+    /// and cancelled for every message: a busy connection costs nothing.
+    private func startIdleSweeper(for connection: SMTPConnection) {
+        let idle = TimeAmount(configuration.timeouts.idle)
+        let interval = max(TimeAmount.milliseconds(10), .nanoseconds(idle.nanoseconds / 4))
+        let identity = ObjectIdentifier(connection)
+        let task = connection.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [self] task in
+            let now = NIODeadline.now()
             let expired = pool.withLock { state -> SMTPConnection? in
-                guard let index = state.idle.firstIndex(where: { $0.id == id }) else { return nil }
+                guard let index = state.idle.firstIndex(where: { ObjectIdentifier($0.connection) == identity }),
+                    now - state.idle[index].idleSince >= idle
+                else { return nil }
                 state.open -= 1
                 return state.idle.remove(at: index).connection
             }
-            if let expired { closeGracefully(expired) }
+            if let expired {
+                task.cancel()
+                closeGracefully(expired)
+            }
         }
+        connection.channel.closeFuture.whenComplete { _ in task.cancel() }
     }
 
     /// QUIT and close on the event loop, without a task: write QUIT, wait for any

@@ -44,6 +44,24 @@ struct SMTPDataEncoderTests {
         }
     }
 
+    @Test("the bulk path and the byte-at-a-time path agree on random input")
+    func pathsAgree() {
+        var generator = SystemRandomNumberGenerator()
+        let alphabet: [UInt8] = [13, 10, UInt8(ascii: "."), UInt8(ascii: "a"), 0xC3]
+        for _ in 0..<500 {
+            let input = (0..<Int.random(in: 0..<60, using: &generator)).map { _ in alphabet.randomElement(using: &generator) ?? 10 }
+            var bulk = SMTPDataEncoder()
+            var bulkBuffer = ByteBuffer()
+            bulk.encode(input[...], into: &bulkBuffer)
+            bulk.finish(into: &bulkBuffer)
+            var slow = SMTPDataEncoder()
+            var slowBuffer = ByteBuffer()
+            slow.encode(input.lazy.map { $0 }, into: &slowBuffer)
+            slow.finish(into: &slowBuffer)
+            #expect(bulkBuffer == slowBuffer, "\(input)")
+        }
+    }
+
     @Test("no bare CR or LF reaches the wire, whatever the input")
     func noBareLineEnds() {
         var generator = SystemRandomNumberGenerator()
