@@ -114,7 +114,7 @@ actor SMTPConnection {
             handler.value.terminate(SMTPReplyHandler.classify(error))
         }
         do {
-            try await handshake.get()
+            try await value(of: handshake)
         } catch {
             throw SMTPReplyHandler.classify(error)
         }
@@ -288,7 +288,7 @@ actor SMTPConnection {
             handler.value.terminate(SMTPSessionError(kind: .timeout, isTransient: true, message: "timed out writing"))
         }
         do {
-            try await write.futureResult.get()
+            try await value(of: write.futureResult)
             timer.cancel()
         } catch {
             timer.cancel()
@@ -309,7 +309,7 @@ actor SMTPConnection {
         let future = handler.value.nextReplies(count: count, timeout: TimeAmount(timeouts.timeout(for: phase)), phase: phase, eventLoop: eventLoop)
         let replies: [SMTPReply]
         do {
-            replies = try await future.get()
+            replies = try await value(of: future)
         } catch {
             throw SMTPReplyHandler.classify(error)
         }
@@ -318,6 +318,17 @@ actor SMTPConnection {
             for line in reply.wireLines { transcript.append("S: " + line) }
         }
         return replies
+    }
+
+    /// The future's value, resumed on this actor's executor (the event loop).
+    ///
+    /// `EventLoopFuture.get()` is a nonisolated async function: awaiting it from here
+    /// would hop to the global executor and back for every reply. A continuation made
+    /// here resumes straight on the event loop.
+    private func value<Value: Sendable>(of future: EventLoopFuture<Value>) async throws -> Value {
+        try await withUnsafeThrowingContinuation { continuation in
+            future.whenComplete { continuation.resume(with: $0) }
+        }
     }
 
     private static func sniHostname(_ host: String) -> String? {
