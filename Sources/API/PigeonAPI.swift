@@ -33,13 +33,15 @@ public func registerRoutes<Context: RequestContext>(
     outbox: any OutboxStore,
     configuration: APIConfiguration,
     logger: Logger,
-    now: @escaping @Sendable () -> Date = { Date() }
+    now: @escaping @Sendable () -> Date = { Date() },
+    webhooks: WebhookManagement? = nil
 ) throws {
     router.add(middleware: ProblemMiddleware(logger: logger))
     router.add(middleware: LogRequestsMiddleware(.info))
     router.add(middleware: APIKeyMiddleware(keys: configuration.apiKeys))
     router.add(middleware: RequestLimitMiddleware(maxBytes: configuration.maxRequestBytes))
-    let handler = PigeonAPI(outbox: outbox, composer: configuration.composer, logger: logger, now: now)
+    var handler = PigeonAPI(outbox: outbox, composer: configuration.composer, logger: logger, now: now)
+    handler.webhooks = webhooks
     try handler.registerHandlers(on: router, middlewares: [IgnoreAcceptMiddleware()])
 }
 
@@ -49,6 +51,8 @@ struct PigeonAPI: APIProtocol {
     let composer: MessageComposer
     let logger: Logger
     let now: @Sendable () -> Date
+    /// Webhook endpoints and the event feed (`PigeonAPI+Webhooks.swift`); nil when not set up.
+    var webhooks: WebhookManagement?
 
     func getHealth(_ input: Operations.GetHealth.Input) async throws -> Operations.GetHealth.Output {
         .ok(.init(body: .json(.init(status: .ok))))
