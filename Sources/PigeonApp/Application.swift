@@ -8,6 +8,7 @@ import NIOCore
 import Outbox
 import SMTPClient
 import ServiceLifecycle
+import Webhooks
 
 /// A start-up failure that stops `pigeon serve` with one line.
 public struct StartupError: Error, CustomStringConvertible {
@@ -52,6 +53,7 @@ public func buildApplication(
     }
 
     let client = SMTPClient(configuration: configuration.relay, logger: logger)
+    let webhooks = try await WebhookAssembly(configuration.webhooks, outbox: outbox, logger: logger)
     let delivery = DeliveryService(
         outbox: outbox,
         sender: client,
@@ -69,7 +71,8 @@ public func buildApplication(
             maxRequestBytes: configuration.maxRequestBytes,
             composer: MessageComposer(signer: signer)
         ),
-        logger: logger
+        logger: logger,
+        webhooks: webhooks.management
     )
 
     logger.info(
@@ -83,7 +86,7 @@ public func buildApplication(
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-        services: [SMTPClientService(client: client), delivery],
+        services: [SMTPClientService(client: client), delivery, webhooks.service],
         onServerRunning: onServerRunning,
         logger: logger
     )

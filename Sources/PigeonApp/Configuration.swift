@@ -1,6 +1,7 @@
 import Delivery
 import Foundation
 import SMTPClient
+import Webhooks
 
 /// One setting of `pigeon serve`: its environment variable, its flag and its default.
 ///
@@ -76,6 +77,37 @@ public struct Setting: Sendable, Hashable {
             help: "PEM private key: RSA 2048+ (rsa-sha256) or Ed25519 (ed25519-sha256)."
         ),
         Setting(
+            environment: "PIGEON_WEBHOOK_URL",
+            flag: "webhook-url",
+            defaultValue: nil,
+            help: "A webhook endpoint for every event type (with PIGEON_WEBHOOK_SECRET)."
+        ),
+        Setting(
+            environment: "PIGEON_WEBHOOK_SECRET",
+            flag: "webhook-secret",
+            defaultValue: nil,
+            help: "The Standard Webhooks signing secret of PIGEON_WEBHOOK_URL, whsec_<base64 of 24-64 bytes>."
+        ),
+        Setting(
+            environment: "PIGEON_WEBHOOK_ALLOW_PRIVATE",
+            flag: "webhook-allow-private",
+            defaultValue: "false",
+            help: "Allow webhook URLs on loopback, private, link-local and metadata addresses."
+        ),
+        Setting(environment: "PIGEON_WEBHOOK_TIMEOUT", flag: "webhook-timeout", defaultValue: "15s", help: "The longest one webhook POST may take."),
+        Setting(
+            environment: "PIGEON_WEBHOOK_RETRY_SCHEDULE",
+            flag: "webhook-retry-schedule",
+            defaultValue: "5s,5m,30m,2h,5h,10h,10h",
+            help: "Delays before each webhook retry; the delivery fails after the last."
+        ),
+        Setting(
+            environment: "PIGEON_WEBHOOK_MAX_CONSECUTIVE_FAILURES",
+            flag: "webhook-max-consecutive-failures",
+            defaultValue: "10",
+            help: "Deliveries in a row that fail for good before the endpoint is disabled."
+        ),
+        Setting(
             environment: "PIGEON_LOG_LEVEL",
             flag: "log-level",
             defaultValue: "info",
@@ -125,6 +157,8 @@ public struct PigeonConfiguration: Sendable {
     public var logFormat: String
     /// Delivery tuning.
     public var delivery: DeliveryConfiguration
+    /// Webhook settings (`PIGEON_WEBHOOK_*`).
+    public var webhooks = WebhookConfiguration()
 
     /// DKIM signing settings.
     public struct DKIMSettings: Sendable {
@@ -213,7 +247,8 @@ public struct PigeonConfiguration: Sendable {
             throw ConfigurationError(setting: "PIGEON_LOG_FORMAT", message: "must be text or json")
         }
 
-        return PigeonConfiguration(
+        let webhooks = try parseWebhooks(value)
+        var configuration = PigeonConfiguration(
             host: host,
             port: port,
             databasePath: value("PIGEON_DATABASE") ?? "./pigeon.sqlite",
@@ -226,6 +261,8 @@ public struct PigeonConfiguration: Sendable {
             logFormat: logFormat,
             delivery: DeliveryConfiguration(concurrency: maxConnections)
         )
+        configuration.webhooks = webhooks
+        return configuration
     }
 
     static func parseListen(_ text: String) throws(ConfigurationError) -> (String, Int) {

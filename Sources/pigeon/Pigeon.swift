@@ -32,6 +32,14 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("dkim-domain"), help: "PIGEON_DKIM_DOMAIN.") var dkimDomain: String?
     @Option(name: .customLong("dkim-selector"), help: "PIGEON_DKIM_SELECTOR.") var dkimSelector: String?
     @Option(name: .customLong("dkim-key-file"), help: "PIGEON_DKIM_KEY_FILE.") var dkimKeyFile: String?
+    @Option(name: .customLong("webhook-url"), help: "PIGEON_WEBHOOK_URL: a webhook endpoint for every event type.") var webhookURL: String?
+    @Option(name: .customLong("webhook-secret"), help: "PIGEON_WEBHOOK_SECRET: its whsec_ signing secret.") var webhookSecret: String?
+    @Option(name: .customLong("webhook-allow-private"), help: "PIGEON_WEBHOOK_ALLOW_PRIVATE (default false).") var webhookAllowPrivate: String?
+    @Option(name: .customLong("webhook-timeout"), help: "PIGEON_WEBHOOK_TIMEOUT (default 15s).") var webhookTimeout: String?
+    @Option(name: .customLong("webhook-retry-schedule"), help: "PIGEON_WEBHOOK_RETRY_SCHEDULE (default 5s,5m,30m,2h,5h,10h,10h).")
+    var webhookRetrySchedule: String?
+    @Option(name: .customLong("webhook-max-consecutive-failures"), help: "PIGEON_WEBHOOK_MAX_CONSECUTIVE_FAILURES (default 10).")
+    var webhookMaxConsecutiveFailures: String?
     @Option(name: .customLong("log-level"), help: "PIGEON_LOG_LEVEL (default info).") var logLevel: String?
     @Option(name: .customLong("log-format"), help: "PIGEON_LOG_FORMAT: text or json (default text).") var logFormat: String?
 
@@ -42,6 +50,10 @@ struct Serve: AsyncParsableCommand {
             "PIGEON_API_KEYS": apiKeys, "PIGEON_RETRY_SCHEDULE": retrySchedule,
             "PIGEON_MAX_QUEUE_LIFETIME": maxQueueLifetime, "PIGEON_MAX_REQUEST_BYTES": maxRequestBytes,
             "PIGEON_DKIM_DOMAIN": dkimDomain, "PIGEON_DKIM_SELECTOR": dkimSelector, "PIGEON_DKIM_KEY_FILE": dkimKeyFile,
+            "PIGEON_WEBHOOK_URL": webhookURL, "PIGEON_WEBHOOK_SECRET": webhookSecret,
+            "PIGEON_WEBHOOK_ALLOW_PRIVATE": webhookAllowPrivate, "PIGEON_WEBHOOK_TIMEOUT": webhookTimeout,
+            "PIGEON_WEBHOOK_RETRY_SCHEDULE": webhookRetrySchedule,
+            "PIGEON_WEBHOOK_MAX_CONSECUTIVE_FAILURES": webhookMaxConsecutiveFailures,
             "PIGEON_LOG_LEVEL": logLevel, "PIGEON_LOG_FORMAT": logFormat,
         ]
         let overrides = flags.compactMapValues { $0 }
