@@ -124,6 +124,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        // SMTP client benchmark against Postfix's smtp-sink (bench/smtp.sh).
+        .executableTarget(
+            name: "smtp-bench",
+            dependencies: [
+                "SMTPClient",
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: swiftSettings
+        ),
         // Benchmark of the Mail module: compose and DKIM-sign 1,000 emails with a 100 KB attachment.
         // `swift run -c release mail-bench`
         .executableTarget(
