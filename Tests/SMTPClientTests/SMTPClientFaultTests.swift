@@ -123,6 +123,27 @@ struct SMTPClientFaultTests {
         }
     }
 
+    @Test("421 to STARTTLS, to AUTH, and to EHLO after TLS is transient too", arguments: ["STARTTLS", "AUTH", "EHLO"])
+    func serviceUnavailableWithTLS(_ verb: String) async throws {
+        let identity = try TestTLSIdentity.generate()
+        // EHLO: the first one is answered normally, the one after STARTTLS with 421.
+        let script = Script { context in
+            guard context.verb == verb, verb != "EHLO" || context.commandIndex == 2 else { return .standard }
+            return .reply("421 4.3.2 Shutting down")
+        }
+        try await withServer(
+            .init(tls: identity, authCredentials: .init(user: "u", password: "p")),
+            url: "smtp://u:p@localhost:PORT",
+            caFile: identity.caPEMPath,
+            handler: script
+        ) { server, client in
+            let error = await expectFailure(client)
+            #expect(error?.kind == .serviceUnavailable)
+            #expect(error?.isTransient == true)
+            #expect(!server.receivedCommands.contains { $0.line.hasPrefix("MAIL") })
+        }
+    }
+
     @Test("a slow but live server is waited for")
     func slow() async throws {
         try await withServer(handler: .on("RCPT", .delayed(.milliseconds(100), .standard))) { server, client in
