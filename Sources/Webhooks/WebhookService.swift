@@ -14,8 +14,8 @@ import ServiceLifecycle
 ///
 /// Email delivery never waits for a webhook: deliveries are rows made by a trigger in
 /// the email's transaction, and this service works them off on its own workers.
-/// On graceful shutdown the workers finish the POST in progress and stop; deliveries
-/// still due are sent after the next start.
+/// On graceful shutdown the workers stop; a POST in progress is abandoned unrecorded,
+/// and its lease (the timeout plus a minute) runs out so it is made after the next start.
 public struct WebhookService: Service {
     let store: any WebhookStore
     let transport: any WebhookTransport
@@ -49,7 +49,9 @@ public struct WebhookService: Service {
 
     private func worker() async {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
-            let sent = await deliverDue(limit: 2)
+            // A shutdown interrupts a POST in progress (it may wait up to the timeout);
+            // that attempt is not recorded and its lease runs out, so it is made again.
+            let sent = (try? await cancelWhenGracefulShutdown { await deliverDue(limit: 2) }) ?? 0
             if sent == 0 { await waitForWork() }
         }
     }
@@ -124,6 +126,10 @@ public struct WebhookService: Service {
             result = .failure(error)
         } catch {
             result = .failure(.connectFailed("\(error)"))
+        }
+        if Task.isCancelled {
+            logger.notice("webhook attempt interrupted by shutdown; it will be made again", metadata: metadata)
+            return
         }
         let finishedAt = now()
         let outcome = configuration.retryPolicy.outcome(afterAttempt: delivery.attemptNumber, result: result, now: finishedAt)
