@@ -255,15 +255,21 @@ public struct NIOWebhookClient: WebhookTransport {
                     head.headers.add(name: "Content-Length", value: String(request.body.count))
                     head.headers.add(name: "Connection", value: "close")
                     for (name, value) in request.headers { head.headers.add(name: name, value: value) }
-                    try await outbound.write(.head(head))
-                    try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: request.body))))
-                    try await outbound.write(.end(nil))
+                    // A receiver may answer and close as soon as it has the body, before the
+                    // writer is done: a failed write does not hide an answer already received.
+                    var writeError: (any Error)?
+                    do {
+                        try await outbound.write(contentsOf: [.head(head), .body(.byteBuffer(ByteBuffer(bytes: request.body))), .end(nil)])
+                    } catch {
+                        writeError = error
+                    }
                     for try await part in inbound {
                         guard case .head(let response) = part else { continue }
                         // 1xx answers are interim (RFC 9110 section 15.2); wait for the final one.
                         if response.status.code < 200 && response.status.code != 101 { continue }
                         return WebhookResponse(status: Int(response.status.code), retryAfter: response.headers.first(name: "Retry-After"))
                     }
+                    if let writeError { throw writeError }
                     throw WebhookTransportError.connectionClosed
                 }
             } onCancel: {

@@ -123,7 +123,9 @@ struct WebhookDeliveryTests {
         switch failure {
         case .respond: #expect(deliveries[0].attempts[0].responseStatus == 500)
         case .hang: #expect(deliveries[0].attempts[0].error == "timeout")
-        case .reset: #expect(deliveries[0].attempts[0].error == "connection reset")
+        case .reset:
+            // The RST may come before or after the client's last write: either way no answer came.
+            #expect(["connection reset", "connection closed without a response"].contains(deliveries[0].attempts[0].error ?? ""))
         }
         await fixture.remove()
     }
