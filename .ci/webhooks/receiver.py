@@ -7,10 +7,12 @@ Listens on a free port of 127.0.0.1, writes the port to OUT_DIR/port, and append
 JSON line per request to OUT_DIR/webhooks.jsonl: {"ok": true, "id", "type", "email_id",
 "status", "tamper_rejected"} after a successful verification (answering 204), or
 {"ok": false, "error"} (answering 400). `tamper_rejected` says that the same request
-with one changed body byte does NOT verify. Runs until killed.
+with one changed body byte does NOT verify. Runs until SIGTERM or until its standard
+input closes (so it never outlives the test that started it).
 """
 import json
 import os
+import signal
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -62,6 +64,17 @@ class Handler(BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         pass
 
+
+# A parent that ignores SIGTERM (as a ServiceLifecycle process does) passes that on.
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def exit_when_stdin_closes():
+    sys.stdin.read()
+    os._exit(0)
+
+
+threading.Thread(target=exit_when_stdin_closes, daemon=True).start()
 
 server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
 with open(os.path.join(OUT_DIR, "port.tmp"), "w") as port_file:

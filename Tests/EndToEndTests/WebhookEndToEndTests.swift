@@ -302,6 +302,12 @@ enum Python {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", repositoryRoot.appendingPathComponent(".ci/webhooks/receiver.py").path, secret, directory]
+        // The receiver exits when this pipe closes, i.e. with the test process at the latest.
+        process.standardInput = Pipe()
+        // Never share the test's output pipes: `swift test` waits for every writer to close them.
+        process.standardOutput = FileHandle.nullDevice
+        FileManager.default.createFile(atPath: directory + "/receiver.log", contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: directory + "/receiver.log") ?? FileHandle.nullDevice
         try process.run()
         return process
     }
