@@ -145,6 +145,15 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .executableTarget(
+            name: "outbox-bench",
+            dependencies: [
+                "Outbox",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: swiftSettings
+        ),
+
         // MARK: Test support
         .target(
             name: "SMTPTestSupport",

@@ -131,7 +131,10 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
         guard Self.matchesAny(presented, keyDigests) else {
             throw APIProblem.unauthorized("The API key is not valid.")
         }
-        return try await next(request, context)
+        let identity = presented.map { String(format: "%02x", $0) }.joined()
+        return try await APIKeyIdentity.$current.withValue(identity) {
+            try await next(request, context)
+        }
     }
 
     /// Constant-time: always compares against every key, every byte.
@@ -191,4 +194,10 @@ struct IgnoreAcceptMiddleware: ServerMiddleware {
         request.headerFields[.accept] = nil
         return try await next(request, body, metadata)
     }
+}
+
+/// The identity of the API key of the request being handled (a hex SHA-256 digest,
+/// never the key), set by `APIKeyMiddleware` for the handlers below it.
+enum APIKeyIdentity {
+    @TaskLocal static var current: String?
 }

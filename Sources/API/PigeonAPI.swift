@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -15,12 +16,20 @@ public struct APIConfiguration: Sendable {
     public var maxRequestBytes: Int
     /// Validates and renders emails.
     public var composer: MessageComposer
+    /// How long an Idempotency-Key is remembered.
+    public var idempotencyTTL: Duration
 
     /// Creates a configuration.
-    public init(apiKeys: [String], maxRequestBytes: Int = 36_000_000, composer: MessageComposer = MessageComposer()) {
+    public init(
+        apiKeys: [String],
+        maxRequestBytes: Int = 36_000_000,
+        composer: MessageComposer = MessageComposer(),
+        idempotencyTTL: Duration = .seconds(86_400)
+    ) {
         self.apiKeys = apiKeys
         self.maxRequestBytes = maxRequestBytes
         self.composer = composer
+        self.idempotencyTTL = idempotencyTTL
     }
 }
 
@@ -42,6 +51,8 @@ public func registerRoutes<Context: RequestContext>(
     router.add(middleware: RequestLimitMiddleware(maxBytes: configuration.maxRequestBytes))
     var handler = PigeonAPI(outbox: outbox, composer: configuration.composer, logger: logger, now: now)
     handler.webhooks = webhooks
+    let (seconds, attoseconds) = configuration.idempotencyTTL.components
+    handler.idempotencyTTL = TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
     try handler.registerHandlers(on: router, middlewares: [IgnoreAcceptMiddleware()])
 }
 
@@ -51,6 +62,7 @@ struct PigeonAPI: APIProtocol {
     let composer: MessageComposer
     let logger: Logger
     let now: @Sendable () -> Date
+    var idempotencyTTL: TimeInterval = 86_400
     /// Webhook endpoints and the event feed (`PigeonAPI+Webhooks.swift`); nil when not set up.
     var webhooks: WebhookManagement?
 
@@ -59,8 +71,156 @@ struct PigeonAPI: APIProtocol {
     }
 
     func sendEmail(_ input: Operations.SendEmail.Input) async throws -> Operations.SendEmail.Output {
-        guard case .json(let body) = input.body else {
-            throw APIProblem(status: .unsupportedMediaType, kind: "unsupported-media-type", title: "Unsupported Media Type")
+        guard case .json(let body) = input.body else { throw APIProblem.unsupportedMediaType }
+        let email: NewEmail
+        switch prepare(body, fieldPrefix: "") {
+        case .success(let prepared): email = prepared
+        case .failure(let error):
+            let problem = Self.problem(for: error)
+            if error.isTooLarge { return .contentTooLarge(.init(body: .applicationProblemJson(problem))) }
+            return .unprocessableContent(.init(body: .applicationProblemJson(problem)))
+        }
+        let idempotency = idempotencyRequest(key: input.headers.idempotencyKey, body: body, namespace: "email")
+        do {
+            let reply = try await outbox.enqueue([email], idempotency: idempotency)
+            guard let result = reply.results.first else { throw OutboxError.conflict("nothing stored") }
+            return .accepted(.init(body: .json(.init(id: result.id, status: Self.status(result.status)))))
+        } catch OutboxError.idempotencyMismatch {
+            return .conflict(.init(body: .applicationProblemJson(Self.idempotencyMismatchProblem)))
+        } catch {
+            return .serviceUnavailable(unavailable(error))
+        }
+    }
+
+    func sendEmailBatch(_ input: Operations.SendEmailBatch.Input) async throws -> Operations.SendEmailBatch.Output {
+        guard case .json(let body) = input.body else { throw APIProblem.unsupportedMediaType }
+        guard !body.emails.isEmpty, body.emails.count <= 100 else {
+            let problem = Components.Schemas.Problem(
+                _type: APIProblem.typeURI("validation"),
+                title: "Validation failed",
+                status: 422,
+                detail: "A batch holds 1 to 100 emails.",
+                errors: [.init(field: "emails", code: "count", message: "a batch holds 1 to 100 emails")]
+            )
+            return .unprocessableContent(.init(body: .applicationProblemJson(problem)))
+        }
+        var emails: [NewEmail] = []
+        var errors: [FieldError] = []
+        for (index, request) in body.emails.enumerated() {
+            switch prepare(request, fieldPrefix: "emails[\(index)].") {
+            case .success(let email): emails.append(email)
+            case .failure(let error):
+                errors += error.errors
+            }
+        }
+        if !errors.isEmpty {
+            let error = ValidationError(errors: errors)
+            let problem = Self.problem(for: error)
+            if error.isTooLarge { return .contentTooLarge(.init(body: .applicationProblemJson(problem))) }
+            return .unprocessableContent(.init(body: .applicationProblemJson(problem)))
+        }
+        let idempotency = idempotencyRequest(key: input.headers.idempotencyKey, body: body, namespace: "batch")
+        do {
+            let reply = try await outbox.enqueue(emails, idempotency: idempotency)
+            let data = reply.results.map { Components.Schemas.EmailAccepted(id: $0.id, status: Self.status($0.status)) }
+            return .accepted(.init(body: .json(.init(data: data))))
+        } catch OutboxError.idempotencyMismatch {
+            return .conflict(.init(body: .applicationProblemJson(Self.idempotencyMismatchProblem)))
+        } catch {
+            return .serviceUnavailable(unavailable(error))
+        }
+    }
+
+    func getEmail(_ input: Operations.GetEmail.Input) async throws -> Operations.GetEmail.Output {
+        let id = input.path.id
+        guard EmailID.isWellFormed(id), let email = try await outbox.email(id: id) else {
+            return .notFound(.init(body: .applicationProblemJson(Self.notFoundProblem)))
+        }
+        return .ok(.init(body: .json(Self.render(email))))
+    }
+
+    func cancelEmail(_ input: Operations.CancelEmail.Input) async throws -> Operations.CancelEmail.Output {
+        let id = input.path.id
+        guard EmailID.isWellFormed(id) else { return .notFound(.init(body: .applicationProblemJson(Self.notFoundProblem))) }
+        do {
+            let email = try await outbox.cancel(id: id, now: now())
+            return .ok(.init(body: .json(Self.render(email))))
+        } catch OutboxError.notFound {
+            return .notFound(.init(body: .applicationProblemJson(Self.notFoundProblem)))
+        } catch OutboxError.conflict(let reason) {
+            return .conflict(
+                .init(
+                    body: .applicationProblemJson(
+                        .init(_type: APIProblem.typeURI("conflict"), title: "Conflict", status: 409, detail: reason)
+                    )
+                )
+            )
+        }
+    }
+
+    func listEmails(_ input: Operations.ListEmails.Input) async throws -> Operations.ListEmails.Output {
+        let query = input.query
+        var tag: (key: String, value: String)?
+        if let text = query.tag {
+            guard let colon = text.firstIndex(of: ":"), colon != text.startIndex else {
+                throw APIProblem(
+                    status: .badRequest,
+                    kind: "bad-query",
+                    title: "Bad Request",
+                    detail: "`tag` is written key:value."
+                )
+            }
+            tag = (String(text[..<colon]), String(text[text.index(after: colon)...]))
+        }
+        if let cursor = query.cursor, !EmailID.isWellFormed(cursor) {
+            throw APIProblem(status: .badRequest, kind: "bad-query", title: "Bad Request", detail: "`cursor` is not a cursor.")
+        }
+        let page = try await outbox.listEmails(
+            EmailQuery(
+                status: query.status.flatMap { EmailStatus(rawValue: $0.rawValue) },
+                createdAfter: query.createdAfter,
+                createdBefore: query.createdBefore,
+                tag: tag,
+                limit: min(max(query.limit ?? 50, 1), 100),
+                cursor: query.cursor
+            )
+        )
+        return .ok(.init(body: .json(.init(data: page.emails.map { Self.render($0, withAttempts: false) }, nextCursor: page.nextCursor))))
+    }
+
+    // MARK: Helpers
+
+    /// Validates one request and renders its message; field names get `fieldPrefix`.
+    func prepare(_ body: Components.Schemas.SendEmailRequest, fieldPrefix: String) -> Result<NewEmail, ValidationError> {
+        let tags = body.tags?.additionalProperties ?? [:]
+        var extraErrors = Self.validateTags(tags).map { FieldError(field: $0.field, code: $0.code, message: $0.message) }
+        let current = now()
+        if let expiresAt = body.expiresAt {
+            if expiresAt <= current {
+                extraErrors.append(FieldError(field: "expires_at", code: "in_the_past", message: "must be in the future"))
+            } else if let scheduledAt = body.scheduledAt, expiresAt <= scheduledAt {
+                extraErrors.append(FieldError(field: "expires_at", code: "before_scheduled_at", message: "must be after scheduled_at"))
+            }
+        }
+        if let scheduledAt = body.scheduledAt, scheduledAt.timeIntervalSince(current) > Self.maxScheduleAhead {
+            extraErrors.append(FieldError(field: "scheduled_at", code: "too_far", message: "must be within 30 days"))
+        }
+        var attachments: [Attachment] = []
+        for (index, attachment) in (body.attachments ?? []).enumerated() {
+            guard let content = Attachment.decodeBase64(attachment.content) else {
+                extraErrors.append(
+                    FieldError(field: "attachments[\(index)].content", code: "invalid_base64", message: "is not valid base64")
+                )
+                continue
+            }
+            attachments.append(
+                Attachment(
+                    filename: attachment.filename,
+                    content: content,
+                    contentType: attachment.contentType,
+                    contentID: attachment.contentId
+                )
+            )
         }
         let draft = EmailDraft(
             from: body.from,
@@ -72,61 +232,108 @@ struct PigeonAPI: APIProtocol {
             text: body.text,
             html: body.html,
             headers: body.headers?.additionalProperties ?? [:],
-            attachments: []
+            attachments: attachments
         )
         let composed: ComposedMessage
         do {
-            composed = try composer.compose(draft, date: now())
+            composed = try composer.compose(draft, date: current)
         } catch {
-            let problem = Self.problem(for: error)
-            if error.isTooLarge { return .contentTooLarge(.init(body: .applicationProblemJson(problem))) }
-            return .unprocessableContent(.init(body: .applicationProblemJson(problem)))
+            var error = error
+            error.errors += extraErrors
+            return .failure(Self.prefixed(error, fieldPrefix))
         }
-        let email = NewEmail(
-            from: body.from,
-            mailFrom: composed.mailFrom,
-            subject: body.subject,
-            messageID: composed.messageID,
-            data: composed.data,
-            recipients: composed.recipients.map { recipient in
-                NewEmail.Recipient(address: recipient.address, kind: RecipientKind(rawValue: recipient.kind.rawValue) ?? .to)
-            },
-            requiresSMTPUTF8: composed.requiresSMTPUTF8,
-            has8BitData: composed.has8BitData
+        if !extraErrors.isEmpty {
+            return .failure(Self.prefixed(ValidationError(errors: extraErrors), fieldPrefix))
+        }
+        return .success(
+            NewEmail(
+                from: body.from,
+                mailFrom: composed.mailFrom,
+                subject: body.subject,
+                messageID: composed.messageID,
+                data: composed.data,
+                recipients: composed.recipients.map { recipient in
+                    NewEmail.Recipient(address: recipient.address, kind: RecipientKind(rawValue: recipient.kind.rawValue) ?? .to)
+                },
+                requiresSMTPUTF8: composed.requiresSMTPUTF8,
+                has8BitData: composed.has8BitData,
+                scheduledAt: body.scheduledAt,
+                expiresAt: body.expiresAt,
+                tags: tags
+            )
         )
-        do {
-            let result = try await outbox.enqueue(email)
-            return .accepted(.init(body: .json(.init(id: result.id, status: Self.status(result.status)))))
-        } catch {
-            // The transaction rolled back: nothing is stored, and the client may retry.
-            logger.error("enqueue failed", metadata: ["error": "\(error)"])
-            let detail = (error as? OutboxError)?.description ?? "The outbox cannot store the email right now."
-            return .serviceUnavailable(
-                .init(
-                    headers: .init(retryAfter: 5),
-                    body: .applicationProblemJson(
-                        .init(_type: APIProblem.typeURI("unavailable"), title: "Service Unavailable", status: 503, detail: detail)
-                    )
-                )
-            )
-        }
     }
 
-    func getEmail(_ input: Operations.GetEmail.Input) async throws -> Operations.GetEmail.Output {
-        let id = input.path.id
-        guard EmailID.isWellFormed(id), let email = try await outbox.email(id: id) else {
-            return .notFound(
-                .init(
-                    body: .applicationProblemJson(
-                        .init(_type: APIProblem.typeURI("not-found"), title: "Not Found", status: 404, detail: "No email has this id.")
-                    )
-                )
-            )
-        }
-        return .ok(.init(body: .json(Self.render(email))))
+    static let maxScheduleAhead: TimeInterval = 30 * 86_400
+
+    static func prefixed(_ error: ValidationError, _ prefix: String) -> ValidationError {
+        guard !prefix.isEmpty else { return error }
+        var error = error
+        error.errors = error.errors.map { FieldError(field: prefix + $0.field, code: $0.code, message: $0.message) }
+        return error
     }
 
-    static func render(_ email: EmailDetails) -> Components.Schemas.Email {
+    /// Tags: at most 10; keys 1-64 of `A-Z a-z 0-9 _ - .`; values at most 256 characters.
+    static func validateTags(_ tags: [String: String]) -> [ProblemDocument.FieldProblem] {
+        var problems: [ProblemDocument.FieldProblem] = []
+        if tags.count > 10 { problems.append(.init(field: "tags", code: "too_many", message: "at most 10 tags")) }
+        for (key, value) in tags.sorted(by: { $0.key < $1.key }) {
+            let keyOK =
+                (1...64).contains(key.count)
+                && key.unicodeScalars.allSatisfy { $0.isASCII && (CharacterSet.alphanumerics.contains($0) || "_-.".unicodeScalars.contains($0)) }
+            if !keyOK {
+                problems.append(.init(field: "tags", code: "invalid_key", message: "tag keys are 1-64 of A-Z, a-z, 0-9, _, - and ."))
+            } else if value.count > 256 {
+                problems.append(.init(field: "tags.\(key)", code: "too_long", message: "at most 256 characters"))
+            }
+        }
+        return problems
+    }
+
+    /// The idempotency record for a request: scoped to the caller's API key, keyed by a
+    /// digest of the canonical (sorted-keys) JSON of the decoded body.
+    func idempotencyRequest<Body: Encodable>(key: String?, body: Body, namespace: String) -> IdempotencyRequest? {
+        guard let key else { return nil }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .millisecondsSince1970
+        let canonical = (try? encoder.encode(body)) ?? Data()
+        let hash = SHA256.hash(data: Data(namespace.utf8) + [0] + canonical)
+        return IdempotencyRequest(
+            scope: APIKeyIdentity.current ?? "anonymous",
+            key: key,
+            requestHash: hash.map { String(format: "%02x", $0) }.joined(),
+            expiresAt: now().addingTimeInterval(idempotencyTTL)
+        )
+    }
+
+    func unavailable(_ error: any Error) -> Components.Responses.Unavailable {
+        // The transaction rolled back: nothing is stored, and the client may retry.
+        logger.error("enqueue failed", metadata: ["error": "\(error)"])
+        let detail = (error as? OutboxError)?.description ?? "The outbox cannot store the email right now."
+        return .init(
+            headers: .init(retryAfter: 5),
+            body: .applicationProblemJson(
+                .init(_type: APIProblem.typeURI("unavailable"), title: "Service Unavailable", status: 503, detail: detail)
+            )
+        )
+    }
+
+    static let notFoundProblem = Components.Schemas.Problem(
+        _type: APIProblem.typeURI("not-found"),
+        title: "Not Found",
+        status: 404,
+        detail: "No email has this id."
+    )
+
+    static let idempotencyMismatchProblem = Components.Schemas.Problem(
+        _type: APIProblem.typeURI("idempotency-key-reused"),
+        title: "Conflict",
+        status: 409,
+        detail: "This Idempotency-Key was already used with a different request body."
+    )
+
+    static func render(_ email: EmailDetails, withAttempts: Bool = true) -> Components.Schemas.Email {
         Components.Schemas.Email(
             id: email.id,
             status: status(email.status),

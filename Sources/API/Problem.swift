@@ -82,6 +82,14 @@ public struct APIProblem: Error, HTTPResponseError, Sendable {
         return Response(status: status, headers: fields, body: .init(byteBuffer: ByteBuffer(bytes: data)))
     }
 
+    /// 415 for a body that is not JSON.
+    static let unsupportedMediaType = APIProblem(
+        status: .unsupportedMediaType,
+        kind: "unsupported-media-type",
+        title: "Unsupported Media Type",
+        detail: "Send the body as application/json."
+    )
+
     /// 401, with `WWW-Authenticate: Bearer`.
     static func unauthorized(_ detail: String) -> APIProblem {
         APIProblem(

@@ -65,7 +65,7 @@ public struct RetryPolicy: Sendable, Hashable {
 
     /// Parses `1m,5m,15m,1h,4h` (units `ms`, `s`, `m`, `h`, `d`).
     public static func parseSchedule(_ text: String) throws(DurationParseError) -> [Duration] {
-        let parts = text.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        let parts = text.split(separator: ",", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
         guard !parts.isEmpty, !parts.contains(where: \.isEmpty) else { throw DurationParseError(text: text) }
         var result: [Duration] = []
         for part in parts {

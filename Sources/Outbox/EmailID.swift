@@ -15,7 +15,7 @@ public enum EmailID {
     /// A new ULID string (26 characters).
     public static func ulid(now: Date = Date()) -> String {
         var generator = SystemRandomNumberGenerator()
-        let millis = UInt64(max(0, now.timeIntervalSince1970 * 1000))
+        let millis = UInt64(max(0, (now.timeIntervalSince1970 * 1000).rounded()))
         var bytes = [UInt8](repeating: 0, count: 16)
         for index in 0..<6 {
             bytes[index] = UInt8(truncatingIfNeeded: millis >> (8 * (5 - index)))

@@ -27,7 +27,11 @@ final class GroupCommitter<Job: Sendable, Output: Sendable>: Sendable {
     }
 
     private let state = Mutex(State())
+    private let batches = Atomic<Int>(0)
     private let execute: Execute
+
+    /// How many transactions have run (for tests and metrics).
+    var batchCount: Int { batches.load(ordering: .relaxed) }
     private let maxBatch: Int
 
     init(maxBatch: Int = 512, execute: @escaping Execute) {
@@ -63,6 +67,7 @@ final class GroupCommitter<Job: Sendable, Output: Sendable>: Sendable {
             return taken
         }
         let results = await execute([job] + others.map(\.job))
+        batches.add(1, ordering: .relaxed)
         for (index, waiter) in others.enumerated() {
             waiter.continuation.resume(returning: .done(results[index + 1]))
         }

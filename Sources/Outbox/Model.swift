@@ -233,6 +233,13 @@ public struct ClaimedEmail: Sendable {
         public var address: String
         /// Its status before this attempt.
         public var status: RecipientStatus
+
+        /// Creates a recipient.
+        public init(position: Int, address: String, status: RecipientStatus) {
+            self.position = position
+            self.address = address
+            self.status = status
+        }
     }
 
     /// The email's id.
@@ -249,7 +256,8 @@ public struct ClaimedEmail: Sendable {
     public var allRecipientStatuses: [Int: RecipientStatus]
     /// The number this attempt will have (1 for the first).
     public var attemptNumber: Int
-    /// When the email was accepted.
+    /// When the email became due: accepted, or its `scheduled_at` if later. The
+    /// queue lifetime counts from here.
     public var createdAt: Date
     /// The email's own deadline.
     public var expiresAt: Date?
@@ -261,6 +269,37 @@ public struct ClaimedEmail: Sendable {
     public var leaseOwner: String
     /// Until when the lease holds unless renewed.
     public var leaseUntil: Date
+
+    /// Creates a claimed email (the outbox does; tests may).
+    public init(
+        id: String,
+        mailFrom: String,
+        messageID: String,
+        data: [UInt8],
+        recipients: [Recipient],
+        allRecipientStatuses: [Int: RecipientStatus],
+        attemptNumber: Int,
+        createdAt: Date,
+        expiresAt: Date?,
+        requiresSMTPUTF8: Bool,
+        has8BitData: Bool,
+        leaseOwner: String,
+        leaseUntil: Date
+    ) {
+        self.id = id
+        self.mailFrom = mailFrom
+        self.messageID = messageID
+        self.data = data
+        self.recipients = recipients
+        self.allRecipientStatuses = allRecipientStatuses
+        self.attemptNumber = attemptNumber
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.requiresSMTPUTF8 = requiresSMTPUTF8
+        self.has8BitData = has8BitData
+        self.leaseOwner = leaseOwner
+        self.leaseUntil = leaseUntil
+    }
 }
 
 /// The result of one attempt, to be recorded in one transaction.
@@ -357,4 +396,75 @@ public struct OutboxEvent: Sendable, Hashable {
     public var createdAt: Date
     /// The JSON payload (`email_id`, `status`, `recipients`, `tags`).
     public var payload: String
+}
+
+/// An `Idempotency-Key` as the outbox stores it.
+public struct IdempotencyRequest: Sendable, Hashable {
+    /// Whose key it is: a digest of the API key (never the key itself).
+    public var scope: String
+    /// The client's key.
+    public var key: String
+    /// A digest of the canonical request body.
+    public var requestHash: String
+    /// When the key may be forgotten.
+    public var expiresAt: Date
+
+    /// Creates a request.
+    public init(scope: String, key: String, requestHash: String, expiresAt: Date) {
+        self.scope = scope
+        self.key = key
+        self.requestHash = requestHash
+        self.expiresAt = expiresAt
+    }
+}
+
+/// What an enqueue answered: a result per email, and whether it is a replay.
+public struct EnqueueReply: Sendable, Hashable {
+    /// One result per email, in order.
+    public var results: [EnqueueResult]
+    /// True when an earlier request with the same idempotency key made these emails;
+    /// nothing new was stored.
+    public var replayed: Bool
+}
+
+/// Filters and paging of the email list.
+public struct EmailQuery: Sendable, Hashable {
+    /// Only this status.
+    public var status: EmailStatus?
+    /// Only emails created at or after this instant.
+    public var createdAfter: Date?
+    /// Only emails created before this instant.
+    public var createdBefore: Date?
+    /// Only emails with this tag key and value.
+    public var tag: (key: String, value: String)? {
+        get { tagKey.map { ($0, tagValue ?? "") } }
+        set {
+            tagKey = newValue?.key
+            tagValue = newValue?.value
+        }
+    }
+    var tagKey: String?
+    var tagValue: String?
+    /// Page size.
+    public var limit: Int
+    /// Continue after this email id (the previous page's last).
+    public var cursor: String?
+
+    /// Creates a query.
+    public init(
+        status: EmailStatus? = nil,
+        createdAfter: Date? = nil,
+        createdBefore: Date? = nil,
+        tag: (key: String, value: String)? = nil,
+        limit: Int = 50,
+        cursor: String? = nil
+    ) {
+        self.status = status
+        self.createdAfter = createdAfter
+        self.createdBefore = createdBefore
+        self.tagKey = tag?.key
+        self.tagValue = tag?.value
+        self.limit = limit
+        self.cursor = cursor
+    }
 }

@@ -15,6 +15,8 @@ public enum OutboxError: Error, Sendable, CustomStringConvertible, Equatable {
     case notFound(String)
     /// The email is in a state that does not allow the change.
     case conflict(String)
+    /// The idempotency key was used before with a different request body.
+    case idempotencyMismatch
 
     /// One line for logs and start-up errors.
     public var description: String {
@@ -25,6 +27,7 @@ public enum OutboxError: Error, Sendable, CustomStringConvertible, Equatable {
         case .leaseLost(let id): return "lease lost on \(id)"
         case .notFound(let id): return "no email \(id)"
         case .conflict(let reason): return reason
+        case .idempotencyMismatch: return "this Idempotency-Key was used with a different request body"
         }
     }
 

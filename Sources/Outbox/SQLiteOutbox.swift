@@ -15,8 +15,13 @@ import Darwin
 /// `SQLiteOutbox` is the one implementation today; the protocol is the seam for a
 /// PostgreSQL outbox shared by several instances (`FOR UPDATE SKIP LOCKED`).
 public protocol OutboxStore: Sendable {
-    /// Commits an email, its recipients and its `email.queued` event in one transaction.
-    func enqueue(_ email: NewEmail) async throws -> EnqueueResult
+    /// Commits emails, their recipients, their `email.queued` events and the
+    /// idempotency key (if any) in one transaction; a replayed key stores nothing.
+    func enqueue(_ emails: [NewEmail], idempotency: IdempotencyRequest?) async throws -> EnqueueReply
+    /// Cancels an email not yet sent; throws `notFound` or `conflict`.
+    func cancel(id: String, now: Date) async throws -> EmailDetails
+    /// A page of emails, newest first.
+    func listEmails(_ query: EmailQuery) async throws -> (emails: [EmailDetails], nextCursor: String?)
     /// The email with this id, or nil.
     func email(id: String) async throws -> EmailDetails?
     /// Leases up to `limit` due emails to `owner` until `leaseUntil`.
@@ -59,7 +64,7 @@ public final class SQLiteOutbox: OutboxStore {
     public let path: String
     let pool: DatabasePool
     private let lockFD: Int32
-    private let enqueuer: GroupCommitter<NewEmail, EnqueueResult>
+    private let enqueuer: GroupCommitter<EnqueueJob, EnqueueReply>
     private let signal = WorkSignal()
     private let clock: @Sendable () -> Date
 
@@ -128,27 +133,38 @@ public final class SQLiteOutbox: OutboxStore {
 
     // MARK: Accepting
 
-    public func enqueue(_ email: NewEmail) async throws -> EnqueueResult {
-        let result = try await enqueuer.submit(email)
-        signal.notify()
-        return result
+    public func enqueue(_ emails: [NewEmail], idempotency: IdempotencyRequest?) async throws -> EnqueueReply {
+        let reply = try await enqueuer.submit(EnqueueJob(emails: emails, idempotency: idempotency))
+        if !reply.replayed { signal.notify() }
+        return reply
     }
 
-    private static func enqueueBatch(_ batch: [NewEmail], pool: DatabasePool, now: Date) async -> [Result<EnqueueResult, any Error>] {
+    /// Commits one email (see `enqueue(_:idempotency:)`).
+    public func enqueue(_ email: NewEmail) async throws -> EnqueueResult {
+        let reply = try await enqueue([email], idempotency: nil)
+        guard let first = reply.results.first else { throw OutboxError.conflict("nothing enqueued") }
+        return first
+    }
+
+    private static func enqueueBatch(_ batch: [EnqueueJob], pool: DatabasePool, now: Date) async -> [Result<EnqueueReply, any Error>] {
         do {
             return try await pool.write { db in
-                var results: [Result<EnqueueResult, any Error>] = []
+                var results: [Result<EnqueueReply, any Error>] = []
                 results.reserveCapacity(batch.count)
-                for email in batch {
+                for job in batch {
                     do {
-                        var result: EnqueueResult?
+                        var reply: EnqueueReply?
                         try db.inSavepoint {
-                            result = try insert(email, db: db, now: now)
+                            reply = try insert(job, db: db, now: now)
                             return .commit
                         }
-                        if let result { results.append(.success(result)) }
+                        if let reply { results.append(.success(reply)) }
                     } catch {
-                        results.append(.failure(OutboxError.map(error)))
+                        let mapped = OutboxError.map(error)
+                        // A full disk or an I/O error may have rolled the whole transaction
+                        // back: fail the batch with that cause rather than commit a part.
+                        if case OutboxError.unavailable = mapped { throw mapped }
+                        results.append(.failure(mapped))
                     }
                 }
                 return results
@@ -157,6 +173,51 @@ public final class SQLiteOutbox: OutboxStore {
             let mapped = OutboxError.map(error)
             return batch.map { _ in .failure(mapped) }
         }
+    }
+
+    /// One request's emails and idempotency key, inside the group transaction.
+    static func insert(_ job: EnqueueJob, db: Database, now: Date) throws -> EnqueueReply {
+        if let idempotency = job.idempotency {
+            let row = try Row.fetchOne(
+                db,
+                sql: "SELECT request_hash, response, expires_at FROM idempotency_key WHERE scope = ? AND key = ?",
+                arguments: [idempotency.scope, idempotency.key]
+            )
+            if let row {
+                let expiresAt: Int64 = row["expires_at"]
+                if expiresAt > now.millis {
+                    guard row["request_hash"] == idempotency.requestHash else { throw OutboxError.idempotencyMismatch }
+                    let response: String = row["response"]
+                    let stored = try JSONDecoder().decode([StoredResult].self, from: Data(response.utf8))
+                    return EnqueueReply(
+                        results: stored.map { EnqueueResult(id: $0.id, status: EmailStatus(rawValue: $0.status) ?? .queued) },
+                        replayed: true
+                    )
+                }
+                try db.execute(
+                    sql: "DELETE FROM idempotency_key WHERE scope = ? AND key = ?",
+                    arguments: [idempotency.scope, idempotency.key]
+                )
+            }
+        }
+        var results: [EnqueueResult] = []
+        for email in job.emails {
+            results.append(try insert(email, db: db, now: now))
+        }
+        if let idempotency = job.idempotency {
+            let stored = results.map { StoredResult(id: $0.id, status: $0.status.rawValue) }
+            try db.execute(
+                sql: """
+                    INSERT INTO idempotency_key (scope, key, request_hash, response, created_at, expires_at)
+                    VALUES (?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    idempotency.scope, idempotency.key, idempotency.requestHash, try encodeJSON(stored), now.millis,
+                    idempotency.expiresAt.millis,
+                ]
+            )
+        }
+        return EnqueueReply(results: results, replayed: false)
     }
 
     static func insert(_ email: NewEmail, db: Database, now: Date) throws -> EnqueueResult {
@@ -236,7 +297,7 @@ public final class SQLiteOutbox: OutboxStore {
         }
     }
 
-    static func fetchDetails(id: String, db: Database) throws -> EmailDetails? {
+    static func fetchDetails(id: String, db: Database, withAttempts: Bool = true) throws -> EmailDetails? {
         guard let row = try Row.fetchOne(db, sql: "SELECT * FROM email WHERE id = ?", arguments: [id]) else {
             return nil
         }
@@ -339,8 +400,8 @@ public final class SQLiteOutbox: OutboxStore {
                             next_attempt_at = ?, updated_at = ?
                         WHERE id IN (SELECT id FROM email WHERE next_attempt_at <= ?
                                      ORDER BY next_attempt_at LIMIT ?)
-                        RETURNING id, mail_from, message_id, attempt_count, created_at, expires_at,
-                            requires_smtputf8, has_8bit
+                        RETURNING id, mail_from, message_id, attempt_count, MAX(created_at, COALESCE(scheduled_at, 0)) AS due_since,
+                            expires_at, requires_smtputf8, has_8bit
                         """,
                     arguments: [owner, leaseMillis, leaseMillis, nowMillis, nowMillis, limit]
                 )
@@ -371,7 +432,7 @@ public final class SQLiteOutbox: OutboxStore {
                         recipients: open,
                         allRecipientStatuses: all,
                         attemptNumber: attemptCount + 1,
-                        createdAt: Date(millis: row["created_at"]),
+                        createdAt: Date(millis: row["due_since"]),
                         expiresAt: (row["expires_at"] as Int64?).map(Date.init(millis:)),
                         requiresSMTPUTF8: row["requires_smtputf8"],
                         has8BitData: row["has_8bit"],
@@ -470,6 +531,118 @@ public final class SQLiteOutbox: OutboxStore {
         if !record.status.isFinal { signal.notify() }
     }
 
+    public func cancel(id: String, now: Date) async throws -> EmailDetails {
+        do {
+            return try await pool.write { db in
+                guard let status = try String.fetchOne(db, sql: "SELECT status FROM email WHERE id = ?", arguments: [id]) else {
+                    throw OutboxError.notFound(id)
+                }
+                guard ["queued", "scheduled", "deferred"].contains(status) else {
+                    let why = status == "sending" ? "it is being sent right now" : "it is already \(status)"
+                    throw OutboxError.conflict("The email cannot be canceled: \(why).")
+                }
+                let nowMillis = now.millis
+                try db.execute(
+                    sql: """
+                        UPDATE recipient SET status = 'failed', last_text = 'canceled', updated_at = ?
+                        WHERE email_id = ? AND status IN ('pending', 'deferred')
+                        """,
+                    arguments: [nowMillis, id]
+                )
+                try db.execute(
+                    sql: """
+                        UPDATE email SET status = 'canceled', next_attempt_at = NULL, failure_reason = 'canceled',
+                            updated_at = ?, finished_at = ?
+                        WHERE id = ?
+                        """,
+                    arguments: [nowMillis, nowMillis, id]
+                )
+                try Self.insertEvent(.canceled, emailID: id, status: .canceled, db: db, now: nowMillis)
+                guard let details = try Self.fetchDetails(id: id, db: db) else { throw OutboxError.notFound(id) }
+                return details
+            }
+        } catch {
+            throw OutboxError.map(error)
+        }
+    }
+
+    public func listEmails(_ query: EmailQuery) async throws -> (emails: [EmailDetails], nextCursor: String?) {
+        var conditions: [String] = []
+        var arguments: StatementArguments = []
+        if let status = query.status {
+            conditions.append("status = ?")
+            _ = arguments.append(contentsOf: [status.rawValue])
+        }
+        if let after = query.createdAfter {
+            conditions.append("created_at >= ?")
+            _ = arguments.append(contentsOf: [after.millis])
+        }
+        if let before = query.createdBefore {
+            conditions.append("created_at < ?")
+            _ = arguments.append(contentsOf: [before.millis])
+        }
+        if let key = query.tagKey {
+            conditions.append("EXISTS (SELECT 1 FROM json_each(email.tags) WHERE json_each.key = ? AND json_each.value = ?)")
+            _ = arguments.append(contentsOf: [key, query.tagValue ?? ""])
+        }
+        if let cursor = query.cursor {
+            conditions.append("id < ?")
+            _ = arguments.append(contentsOf: [cursor])
+        }
+        let limit = min(max(query.limit, 1), 100)
+        _ = arguments.append(contentsOf: [limit + 1])
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let sql = "SELECT id FROM email \(whereClause) ORDER BY id DESC LIMIT ?"
+        let finalArguments = arguments
+        return try await pool.read { db in
+            let ids = try String.fetchAll(db, sql: sql, arguments: finalArguments)
+            let page = Array(ids.prefix(limit))
+            var emails: [EmailDetails] = []
+            for id in page {
+                if var details = try Self.fetchDetails(id: id, db: db, withAttempts: false) {
+                    details.attempts = []
+                    emails.append(details)
+                }
+            }
+            return (emails, ids.count > limit ? page.last : nil)
+        }
+    }
+
+    /// Deletes up to `limit` finished emails (with their bodies, recipients, attempts
+    /// and events) that finished before `before`, and expired idempotency keys.
+    /// Small batches keep each write short, so accepts are not held up.
+    public func purgeFinished(before: Date, now: Date, limit: Int = 500) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    DELETE FROM email WHERE id IN
+                        (SELECT id FROM email WHERE finished_at IS NOT NULL AND finished_at < ? LIMIT ?)
+                    """,
+                arguments: [before.millis, limit]
+            )
+            let emails = db.changesCount
+            try db.execute(
+                sql: """
+                    DELETE FROM idempotency_key WHERE (scope, key) IN
+                        (SELECT scope, key FROM idempotency_key WHERE expires_at <= ? LIMIT ?)
+                    """,
+                arguments: [now.millis, limit]
+            )
+            return emails
+        }
+    }
+
+    /// How many group-commit transactions enqueues have used so far.
+    public var enqueueTransactionCount: Int { enqueuer.batchCount }
+
+    /// Caps the file at `pages` pages (`PRAGMA max_page_count`), which makes SQLite
+    /// answer SQLITE_FULL as a full disk would. For tests of the full-disk path.
+    public func limitPageCountForTesting(_ pages: Int) async throws {
+        try await pool.barrierWriteWithoutTransaction { db in
+            try db.execute(sql: "PRAGMA max_page_count = \(pages)")
+        }
+    }
+
     /// Runs `PRAGMA integrity_check`; "ok" when the file is sound.
     public func integrityCheck() async throws -> String {
         try await pool.read { db in try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "" }
@@ -485,6 +658,18 @@ public final class SQLiteOutbox: OutboxStore {
             return counts
         }
     }
+}
+
+/// The work of one enqueue request inside a group commit.
+struct EnqueueJob: Sendable {
+    var emails: [NewEmail]
+    var idempotency: IdempotencyRequest?
+}
+
+/// An email id and status as stored for an idempotency key's replay.
+struct StoredResult: Codable {
+    var id: String
+    var status: String
 }
 
 /// The JSON payload of an event row.

@@ -90,5 +90,18 @@ enum Schema {
             payload TEXT NOT NULL
         );
         CREATE INDEX event_email ON event(email_id);
+
+        -- Idempotency keys (Stripe's semantics), committed in the same transaction as
+        -- the emails they made. `scope` is the SHA-256 of the API key, never the key.
+        CREATE TABLE idempotency_key (
+            scope TEXT NOT NULL,
+            key TEXT NOT NULL CHECK (length(key) BETWEEN 1 AND 255),
+            request_hash TEXT NOT NULL,
+            response TEXT NOT NULL,
+            created_at INTEGER NOT NULL,
+            expires_at INTEGER NOT NULL,
+            PRIMARY KEY (scope, key)
+        ) WITHOUT ROWID;
+        CREATE INDEX idempotency_expiry ON idempotency_key(expires_at);
         """
 }

@@ -45,6 +45,9 @@ public func buildApplication(
         }
     }
 
+    var limits = CompositionLimits.default
+    limits.maxAttachmentBytes = configuration.maxAttachmentBytes
+
     let outbox: SQLiteOutbox
     do {
         outbox = try SQLiteOutbox(path: configuration.databasePath)
@@ -86,7 +89,10 @@ public func buildApplication(
     return Application(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
-        services: [SMTPClientService(client: client), delivery, webhooks.service],
+        services: [
+            SMTPClientService(client: client), delivery, webhooks.service,
+            RetentionService(outbox: outbox, retention: configuration.retention, logger: logger),
+        ],
         onServerRunning: onServerRunning,
         logger: logger
     )

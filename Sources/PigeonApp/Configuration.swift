@@ -58,6 +58,24 @@ public struct Setting: Sendable, Hashable {
             help: "After this long in the queue an email fails as expired."
         ),
         Setting(
+            environment: "PIGEON_MAX_ATTACHMENT_BYTES",
+            flag: "max-attachment-bytes",
+            defaultValue: "26214400",
+            help: "Largest total of decoded attachment bytes per email (413 above)."
+        ),
+        Setting(
+            environment: "PIGEON_IDEMPOTENCY_TTL",
+            flag: "idempotency-ttl",
+            defaultValue: "24h",
+            help: "How long an Idempotency-Key is remembered."
+        ),
+        Setting(
+            environment: "PIGEON_RETENTION_DAYS",
+            flag: "retention-days",
+            defaultValue: "30",
+            help: "Finished emails (and their bodies and events) are purged after this many days."
+        ),
+        Setting(
             environment: "PIGEON_MAX_REQUEST_BYTES",
             flag: "max-request-bytes",
             defaultValue: "36000000",
@@ -149,6 +167,12 @@ public struct PigeonConfiguration: Sendable {
     public var retryPolicy: RetryPolicy
     /// Largest request body.
     public var maxRequestBytes: Int
+    /// Largest decoded attachment total per email.
+    public var maxAttachmentBytes: Int
+    /// How long an Idempotency-Key is remembered.
+    public var idempotencyTTL: Duration
+    /// How long finished emails are kept.
+    public var retention: Duration
     /// DKIM settings, when signing.
     public var dkim: DKIMSettings?
     /// Log level name.
@@ -223,6 +247,19 @@ public struct PigeonConfiguration: Sendable {
             throw ConfigurationError(setting: "PIGEON_MAX_QUEUE_LIFETIME", message: "must be longer than zero")
         }
 
+        let idempotencyTTL: Duration
+        do {
+            idempotencyTTL = try RetryPolicy.parseDuration(value("PIGEON_IDEMPOTENCY_TTL") ?? "")
+        } catch {
+            throw ConfigurationError(setting: "PIGEON_IDEMPOTENCY_TTL", message: error.description)
+        }
+        let retentionDays = try parseInt("PIGEON_RETENTION_DAYS", value("PIGEON_RETENTION_DAYS"), range: 1...36_500)
+
+        let maxAttachmentBytes = try parseInt(
+            "PIGEON_MAX_ATTACHMENT_BYTES",
+            value("PIGEON_MAX_ATTACHMENT_BYTES"),
+            range: 0...1_000_000_000
+        )
         let maxRequestBytes = try parseInt("PIGEON_MAX_REQUEST_BYTES", value("PIGEON_MAX_REQUEST_BYTES"), range: 1024...1_000_000_000)
 
         let dkimValues = ["PIGEON_DKIM_DOMAIN", "PIGEON_DKIM_SELECTOR", "PIGEON_DKIM_KEY_FILE"].map { ($0, value($0)) }
@@ -256,6 +293,9 @@ public struct PigeonConfiguration: Sendable {
             apiKeys: keys,
             retryPolicy: RetryPolicy(schedule: schedule, maxQueueLifetime: lifetime),
             maxRequestBytes: maxRequestBytes,
+            maxAttachmentBytes: maxAttachmentBytes,
+            idempotencyTTL: idempotencyTTL,
+            retention: .seconds(retentionDays * 86_400),
             dkim: dkim,
             logLevel: logLevel,
             logFormat: logFormat,

@@ -28,6 +28,10 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("api-keys"), help: "PIGEON_API_KEYS: comma-separated bearer keys.") var apiKeys: String?
     @Option(name: .customLong("retry-schedule"), help: "PIGEON_RETRY_SCHEDULE (default 5m,10m,20m,40m,1h).") var retrySchedule: String?
     @Option(name: .customLong("max-queue-lifetime"), help: "PIGEON_MAX_QUEUE_LIFETIME (default 5d).") var maxQueueLifetime: String?
+    @Option(name: .customLong("max-attachment-bytes"), help: "PIGEON_MAX_ATTACHMENT_BYTES (default 26214400).")
+    var maxAttachmentBytes: String?
+    @Option(name: .customLong("idempotency-ttl"), help: "PIGEON_IDEMPOTENCY_TTL (default 24h).") var idempotencyTTL: String?
+    @Option(name: .customLong("retention-days"), help: "PIGEON_RETENTION_DAYS (default 30).") var retentionDays: String?
     @Option(name: .customLong("max-request-bytes"), help: "PIGEON_MAX_REQUEST_BYTES (default 36000000).") var maxRequestBytes: String?
     @Option(name: .customLong("dkim-domain"), help: "PIGEON_DKIM_DOMAIN.") var dkimDomain: String?
     @Option(name: .customLong("dkim-selector"), help: "PIGEON_DKIM_SELECTOR.") var dkimSelector: String?
@@ -49,6 +53,7 @@ struct Serve: AsyncParsableCommand {
             "PIGEON_SMTP_CA_FILE": smtpCAFile, "PIGEON_SMTP_MAX_CONNECTIONS": smtpMaxConnections,
             "PIGEON_API_KEYS": apiKeys, "PIGEON_RETRY_SCHEDULE": retrySchedule,
             "PIGEON_MAX_QUEUE_LIFETIME": maxQueueLifetime, "PIGEON_MAX_REQUEST_BYTES": maxRequestBytes,
+            "PIGEON_IDEMPOTENCY_TTL": idempotencyTTL, "PIGEON_MAX_ATTACHMENT_BYTES": maxAttachmentBytes, "PIGEON_RETENTION_DAYS": retentionDays,
             "PIGEON_DKIM_DOMAIN": dkimDomain, "PIGEON_DKIM_SELECTOR": dkimSelector, "PIGEON_DKIM_KEY_FILE": dkimKeyFile,
             "PIGEON_WEBHOOK_URL": webhookURL, "PIGEON_WEBHOOK_SECRET": webhookSecret,
             "PIGEON_WEBHOOK_ALLOW_PRIVATE": webhookAllowPrivate, "PIGEON_WEBHOOK_TIMEOUT": webhookTimeout,
