@@ -168,6 +168,7 @@ struct WebhookEndToEndTests {
             "PIGEON_WEBHOOK_ALLOW_PRIVATE": "true",
             "PIGEON_WEBHOOK_TIMEOUT": "15s",
         ]
+        let began = ContinuousClock.now
         try await withPigeon(smtp: smtp, database: directory.path + "/outbox.sqlite", settings: settings) { client in
             let start = ContinuousClock.now
             var ids: [String] = []
@@ -187,6 +188,8 @@ struct WebhookEndToEndTests {
             #expect(deliveries.count == 40)
             #expect(deliveries.allSatisfy { $0["status"] as? String == "pending" })
         }
+        // Shutting down does not wait for the POSTs in flight to time out either.
+        #expect(ContinuousClock.now - began < .seconds(10))
     }
 
     @Test("Endpoint management: create shows the secret once, SSRF refusals name the url, update, rotate, delete")
@@ -356,5 +359,56 @@ extension TestClientProtocol {
     /// The event feed after a cursor.
     func events(after: Int64) async throws -> [[String: Any]] {
         try await getJSON("/v1/events?after=\(after)&limit=1000")["data"] as? [[String: Any]] ?? []
+    }
+}
+
+@Suite("Webhook settings")
+struct WebhookSettingsTests {
+    static let base = [
+        "PIGEON_SMTP_URL": "smtp://127.0.0.1:2525?tls=none",
+        "PIGEON_API_KEYS": testKey,
+    ]
+
+    @Test(
+        "A bad webhook setting stops start-up with one line naming it",
+        arguments: [
+            (["PIGEON_WEBHOOK_URL": "https://hooks.example.com/x"], "PIGEON_WEBHOOK_SECRET"),
+            (["PIGEON_WEBHOOK_SECRET": WebhookEndToEndTests.secret], "PIGEON_WEBHOOK_URL"),
+            (["PIGEON_WEBHOOK_URL": "https://hooks.example.com/x", "PIGEON_WEBHOOK_SECRET": "whsec_c2hvcnQ="], "PIGEON_WEBHOOK_SECRET"),
+            (["PIGEON_WEBHOOK_URL": "http://127.0.0.1:9000/x", "PIGEON_WEBHOOK_SECRET": WebhookEndToEndTests.secret], "PIGEON_WEBHOOK_URL"),
+            (["PIGEON_WEBHOOK_URL": "ftp://hooks.example.com/", "PIGEON_WEBHOOK_SECRET": WebhookEndToEndTests.secret], "PIGEON_WEBHOOK_URL"),
+            (["PIGEON_WEBHOOK_ALLOW_PRIVATE": "maybe"], "PIGEON_WEBHOOK_ALLOW_PRIVATE"),
+            (["PIGEON_WEBHOOK_TIMEOUT": "soon"], "PIGEON_WEBHOOK_TIMEOUT"),
+            (["PIGEON_WEBHOOK_TIMEOUT": "0s"], "PIGEON_WEBHOOK_TIMEOUT"),
+            (["PIGEON_WEBHOOK_RETRY_SCHEDULE": "5s,often"], "PIGEON_WEBHOOK_RETRY_SCHEDULE"),
+            (["PIGEON_WEBHOOK_MAX_CONSECUTIVE_FAILURES": "0"], "PIGEON_WEBHOOK_MAX_CONSECUTIVE_FAILURES"),
+        ]
+    )
+    func badSetting(settings: [String: String], named: String) {
+        var environment = Self.base
+        environment.merge(settings) { $1 }
+        #expect {
+            _ = try PigeonConfiguration.load(environment: environment)
+        } throws: { error in
+            guard let error = error as? ConfigurationError else { return false }
+            // The line names the setting and never echoes the secret.
+            return error.setting == named && !error.description.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+        }
+    }
+
+    @Test("The documented defaults load, and loopback is accepted with PIGEON_WEBHOOK_ALLOW_PRIVATE=true")
+    func defaults() throws {
+        _ = try PigeonConfiguration.load(environment: Self.base)
+        let defaults = Dictionary(uniqueKeysWithValues: Setting.all.map { ($0.environment, $0.defaultValue) })
+        #expect(defaults["PIGEON_WEBHOOK_TIMEOUT"] == "15s")
+        #expect(defaults["PIGEON_WEBHOOK_RETRY_SCHEDULE"] == "5s,5m,30m,2h,5h,10h,10h")
+        #expect(defaults["PIGEON_WEBHOOK_ALLOW_PRIVATE"] == "false")
+        #expect(defaults["PIGEON_WEBHOOK_MAX_CONSECUTIVE_FAILURES"] == "10")
+        var environment = Self.base
+        environment.merge([
+            "PIGEON_WEBHOOK_URL": "http://127.0.0.1:9000/x", "PIGEON_WEBHOOK_SECRET": WebhookEndToEndTests.secret,
+            "PIGEON_WEBHOOK_ALLOW_PRIVATE": "true", "PIGEON_WEBHOOK_RETRY_SCHEDULE": "1s,2s",
+        ]) { $1 }
+        _ = try PigeonConfiguration.load(environment: environment)
     }
 }
