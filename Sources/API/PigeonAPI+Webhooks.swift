@@ -30,8 +30,12 @@ public struct WebhookManagement: Sendable {
 // TODO(issue 6): webhook endpoint management needs a key with the `admin` scope; any valid key works for now.
 extension PigeonAPI {
     func listEvents(_ input: Operations.ListEvents.Input) async throws -> Operations.ListEvents.Output {
-        let after = max(input.query.after ?? 0, 0)
-        let limit = min(max(input.query.limit ?? 100, 1), 1000)
+        let after = input.query.after ?? 0
+        let limit = input.query.limit ?? 100
+        var errors: [Components.Schemas.FieldProblem] = []
+        if after < 0 { errors.append(.init(field: "after", code: "out_of_range", message: "must be 0 or more")) }
+        if !(1...1000).contains(limit) { errors.append(.init(field: "limit", code: "out_of_range", message: "must be 1 to 1000")) }
+        if !errors.isEmpty { return .unprocessableContent(.init(body: .applicationProblemJson(Self.validationProblem(errors)))) }
         let type = input.query._type.flatMap { EventType(rawValue: $0.rawValue) }
         let events: [OutboxEvent]
         if let store = webhooks?.store {
@@ -46,6 +50,9 @@ extension PigeonAPI {
     func createWebhook(_ input: Operations.CreateWebhook.Input) async throws -> Operations.CreateWebhook.Output {
         guard case .json(let body) = input.body else { throw APIProblem.webhookUnsupportedMediaType }
         let management = try requireWebhooks()
+        if let problem = Self.validate(description: body.description) {
+            return .unprocessableContent(.init(body: .applicationProblemJson(problem)))
+        }
         if let refusal = await management.checkURL(body.url) {
             return .unprocessableContent(.init(body: .applicationProblemJson(Self.urlProblem(refusal))))
         }
@@ -77,6 +84,9 @@ extension PigeonAPI {
     func updateWebhook(_ input: Operations.UpdateWebhook.Input) async throws -> Operations.UpdateWebhook.Output {
         guard case .json(let body) = input.body else { throw APIProblem.webhookUnsupportedMediaType }
         let management = try requireWebhooks()
+        if let problem = Self.validate(description: body.description) {
+            return .unprocessableContent(.init(body: .applicationProblemJson(problem)))
+        }
         if let url = body.url, let refusal = await management.checkURL(url) {
             return .unprocessableContent(.init(body: .applicationProblemJson(Self.urlProblem(refusal))))
         }
@@ -118,7 +128,11 @@ extension PigeonAPI {
         guard try await store.endpoint(id: input.path.id) != nil else {
             return .notFound(.init(body: .applicationProblemJson(Self.webhookNotFound)))
         }
-        let limit = min(max(input.query.limit ?? 50, 1), 200)
+        let limit = input.query.limit ?? 50
+        guard (1...200).contains(limit) else {
+            let error = Components.Schemas.FieldProblem(field: "limit", code: "out_of_range", message: "must be 1 to 200")
+            return .unprocessableContent(.init(body: .applicationProblemJson(Self.validationProblem([error]))))
+        }
         let deliveries = try await store.deliveries(endpointID: input.path.id, limit: limit)
         return .ok(.init(body: .json(.init(data: deliveries.map(Self.render)))))
     }
@@ -140,13 +154,22 @@ extension PigeonAPI {
     )
 
     static func urlProblem(_ refusal: (code: String, message: String)) -> Components.Schemas.Problem {
+        validationProblem([.init(field: "url", code: refusal.code, message: refusal.message)])
+    }
+
+    static func validationProblem(_ errors: [Components.Schemas.FieldProblem]) -> Components.Schemas.Problem {
         Components.Schemas.Problem(
             _type: APIProblem.typeURI("validation"),
             title: "Validation failed",
             status: 422,
-            detail: "1 field is invalid.",
-            errors: [.init(field: "url", code: refusal.code, message: refusal.message)]
+            detail: errors.count == 1 ? "1 field is invalid." : "\(errors.count) fields are invalid.",
+            errors: errors
         )
+    }
+
+    static func validate(description: String?) -> Components.Schemas.Problem? {
+        guard let description, description.count > 500 else { return nil }
+        return validationProblem([.init(field: "description", code: "too_long", message: "at most 500 characters")])
     }
 
     static func eventTypes(_ types: [Components.Schemas.EventType]?) -> [EventType] {

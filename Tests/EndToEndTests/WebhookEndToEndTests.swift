@@ -240,6 +240,12 @@ struct WebhookEndToEndTests {
             #expect(try await client.sendJSON("/v1/webhooks/\(id)", method: .delete, nil).status == .noContent)
             #expect(try await client.sendJSON("/v1/webhooks/\(id)", method: .get, nil).status == .notFound)
             #expect(try await client.sendJSON("/v1/webhooks/\(id)/deliveries", method: .get, nil).status == .notFound)
+            #expect(try await client.sendJSON("/v1/events?limit=0", method: .get, nil).status == .unprocessableContent)
+            #expect(try await client.sendJSON("/v1/events?after=-1", method: .get, nil).status == .unprocessableContent)
+            #expect(try await client.sendJSON("/v1/events?type=email.nope", method: .get, nil).status.code / 100 == 4)
+            let long = String(repeating: "x", count: 501)
+            let tooLong = try await client.sendJSON("/v1/webhooks", method: .post, #"{"url": "http://127.0.0.1:9/", "description": "\#(long)"}"#)
+            #expect(tooLong.status == .unprocessableContent)
         }
     }
 }
