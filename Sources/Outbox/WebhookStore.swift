@@ -547,8 +547,10 @@ extension SQLiteOutbox: WebhookStore {
             try Int64.fetchOne(
                 db,
                 sql: """
-                    SELECT MIN(d.next_attempt_at) FROM webhook_delivery d JOIN webhook_endpoint e ON e.id = d.endpoint_id
-                    WHERE d.next_attempt_at IS NOT NULL AND e.enabled = 1
+                    SELECT d.next_attempt_at FROM webhook_delivery d
+                    WHERE d.next_attempt_at IS NOT NULL
+                        AND EXISTS (SELECT 1 FROM webhook_endpoint e WHERE e.id = d.endpoint_id AND e.enabled = 1)
+                    ORDER BY d.next_attempt_at LIMIT 1
                     """
             )
         }

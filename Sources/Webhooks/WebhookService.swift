@@ -56,15 +56,20 @@ public struct WebhookService: Service {
         }
     }
 
+    /// Sleeps until a delivery is due (or shutdown), polling with reads only, so an idle
+    /// service never takes the database's write lock.
     private func waitForWork() async {
-        var wait = configuration.pollInterval
-        if let due = try? await store.nextDeliveryDueDate() {
-            let untilDue = Duration.milliseconds(Int64(max(0, due.timeIntervalSince(now())) * 1000))
-            wait = max(min(wait, untilDue), .milliseconds(5))
-        }
-        let until = wait
-        _ = try? await cancelWhenGracefulShutdown {
-            try await Task.sleep(for: until)
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            var wait = configuration.pollInterval
+            if let due = try? await store.nextDeliveryDueDate() {
+                let untilDue = due.timeIntervalSince(now())
+                if untilDue <= 0 { return }
+                wait = min(wait, .milliseconds(Int64(untilDue * 1000)))
+            }
+            let until = max(wait, .milliseconds(5))
+            _ = try? await cancelWhenGracefulShutdown {
+                try await Task.sleep(for: until)
+            }
         }
     }
 
