@@ -198,6 +198,8 @@ let package = Package(
             name: "APITests",
             dependencies: [
                 "API",
+                "Outbox",
+                .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ],
             swiftSettings: swiftSettings
