@@ -5,6 +5,8 @@ import Hummingbird
 import Logging
 import NIOCore
 import OpenAPIRuntime
+import Outbox
+import Synchronization
 
 /// Turns every error into an `application/problem+json` response (RFC 9457).
 ///
@@ -104,52 +106,6 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 }
 
-/// Requires `Authorization: Bearer <key>` on every `/v1` route.
-///
-/// Keys are compared as SHA-256 digests with a constant-time comparison over every
-/// configured key, so neither the position of the first differing byte nor the
-/// length of a key leaks through timing.
-struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
-    let keyDigests: [SHA256Digest]
-
-    init(keys: [String]) {
-        keyDigests = keys.map { SHA256.hash(data: Data($0.utf8)) }
-    }
-
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.uri.path.hasPrefix("/v1/") || request.uri.path == "/v1" else {
-            return try await next(request, context)
-        }
-        guard let header = request.headers[.authorization] else {
-            throw APIProblem.unauthorized("Send the API key as `Authorization: Bearer <key>`.")
-        }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            throw APIProblem.unauthorized("The Authorization header must use the Bearer scheme.")
-        }
-        let presented = SHA256.hash(data: Data(parts[1].trimmingCharacters(in: .whitespaces).utf8))
-        guard Self.matchesAny(presented, keyDigests) else {
-            throw APIProblem.unauthorized("The API key is not valid.")
-        }
-        let identity = presented.map { String(format: "%02x", $0) }.joined()
-        return try await APIKeyIdentity.$current.withValue(identity) {
-            try await next(request, context)
-        }
-    }
-
-    /// Constant-time: always compares against every key, every byte.
-    static func matchesAny(_ digest: SHA256Digest, _ keys: [SHA256Digest]) -> Bool {
-        let presented = Array(digest)
-        var found: UInt8 = 0
-        for key in keys {
-            var difference: UInt8 = 0
-            for (left, right) in zip(presented, Array(key)) { difference |= left ^ right }
-            found |= difference == 0 ? 1 : 0
-        }
-        return found == 1
-    }
-}
-
 /// Refuses bodies larger than the limit with 413, before any of it is decoded.
 struct RequestLimitMiddleware<Context: RequestContext>: RouterMiddleware {
     let maxBytes: Int
@@ -200,4 +156,76 @@ struct IgnoreAcceptMiddleware: ServerMiddleware {
 /// never the key), set by `APIKeyMiddleware` for the handlers below it.
 enum APIKeyIdentity {
     @TaskLocal static var current: String?
+    /// The key's scope and sender policy.
+    @TaskLocal static var principal: APIPrincipal?
+}
+
+/// One log line per request (`request` at info): method, path (without the query),
+/// status, duration, the key's id (never the key) and a request id.
+///
+/// The request id is the client's `X-Request-Id` when it is 1-128 characters of
+/// `A-Z a-z 0-9 - _ . : + / =`, otherwise a new `req_<ULID>`; it is echoed in the
+/// response's `X-Request-Id` and is the `request_id` of the line.
+struct RequestLogMiddleware<Context: RequestContext>: RouterMiddleware {
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let requestID = request.headers[.requestID].flatMap(Self.sanitized) ?? "req_" + EmailID.ulid()
+        let info = RequestLog()
+        func line(_ status: Int) {
+            let elapsed = start.duration(to: .now).components
+            let millis = Double(elapsed.seconds) * 1000 + Double(elapsed.attoseconds) / 1e15
+            var metadata: Logger.Metadata = [
+                "request_id": "\(requestID)",
+                "method": "\(request.method.rawValue)",
+                "path": "\(request.uri.path)",
+                "status": "\(status)",
+                "duration_ms": "\(String(format: "%.1f", millis))",
+            ]
+            if let keyID = info.keyID { metadata["key_id"] = "\(keyID)" }
+            logger.info("request", metadata: metadata)
+        }
+        do {
+            var response = try await RequestLog.$current.withValue(info) {
+                try await next(request, context)
+            }
+            response.headers[.requestID] = requestID
+            line(Int(response.status.code))
+            return response
+        } catch {
+            line((error as? any HTTPResponseError).map { Int($0.status.code) } ?? 500)
+            throw error
+        }
+    }
+
+    static func sanitized(_ value: String) -> String? {
+        guard (1...128).contains(value.utf8.count) else { return nil }
+        let allowed = value.utf8.allSatisfy { byte in
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+                true
+            case UInt8(ascii: "-"), UInt8(ascii: "_"), UInt8(ascii: "."), UInt8(ascii: ":"), UInt8(ascii: "+"), UInt8(ascii: "/"),
+                UInt8(ascii: "="):
+                true
+            default: false
+            }
+        }
+        return allowed ? value : nil
+    }
+}
+
+/// What inner middleware tells the request log (the key's id).
+final class RequestLog: Sendable {
+    @TaskLocal static var current: RequestLog?
+    private let state = Mutex<String?>(nil)
+
+    var keyID: String? { state.withLock { $0 } }
+
+    func setKeyID(_ id: String) { state.withLock { $0 = id } }
+}
+
+extension HTTPField.Name {
+    /// `X-Request-Id`.
+    static let requestID = HTTPField.Name("X-Request-Id")!
 }

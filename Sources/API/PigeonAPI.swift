@@ -18,6 +18,14 @@ public struct APIConfiguration: Sendable {
     public var composer: MessageComposer
     /// How long an Idempotency-Key is remembered.
     public var idempotencyTTL: Duration
+    /// Keys made with `pigeon keys create` (besides `apiKeys`).
+    public var keyStore: (any APIKeyStore)?
+    /// The per-key rate limit, if any.
+    public var rateLimit: RateLimit?
+    /// Told how many emails each accepted request stored (for the metrics).
+    public var onAccepted: @Sendable (Int) -> Void = { _ in }
+    /// `/readyz` and `/metrics`.
+    public var operations: OperationsEndpoints?
 
     /// Creates a configuration.
     public init(
@@ -35,8 +43,9 @@ public struct APIConfiguration: Sendable {
 
 /// Registers Pigeon's routes (generated from `openapi.yaml`) and its middleware on a router.
 ///
-/// Order: problem+json errors outermost, then the request log, the API key check for
-/// `/v1`, and the body size limit, then the generated handlers.
+/// Order: the request log outermost (it sees every final status), then problem+json
+/// errors, the API key check (scope, rate limit) for `/v1`, and the body size limit,
+/// then the generated handlers.
 public func registerRoutes<Context: RequestContext>(
     on router: Router<Context>,
     outbox: any OutboxStore,
@@ -45,12 +54,16 @@ public func registerRoutes<Context: RequestContext>(
     now: @escaping @Sendable () -> Date = { Date() },
     webhooks: WebhookManagement? = nil
 ) throws {
+    router.add(middleware: RequestLogMiddleware(logger: logger))
     router.add(middleware: ProblemMiddleware(logger: logger))
-    router.add(middleware: LogRequestsMiddleware(.info))
-    router.add(middleware: APIKeyMiddleware(keys: configuration.apiKeys))
+    router.add(
+        middleware: APIKeyMiddleware(keys: configuration.apiKeys, store: configuration.keyStore, rateLimit: configuration.rateLimit)
+    )
     router.add(middleware: RequestLimitMiddleware(maxBytes: configuration.maxRequestBytes))
     var handler = PigeonAPI(outbox: outbox, composer: configuration.composer, logger: logger, now: now)
     handler.webhooks = webhooks
+    handler.onAccepted = configuration.onAccepted
+    handler.operations = configuration.operations
     let (seconds, attoseconds) = configuration.idempotencyTTL.components
     handler.idempotencyTTL = TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
     try handler.registerHandlers(on: router, middlewares: [IgnoreAcceptMiddleware()])
@@ -63,6 +76,10 @@ struct PigeonAPI: APIProtocol {
     let logger: Logger
     let now: @Sendable () -> Date
     var idempotencyTTL: TimeInterval = 86_400
+    /// Counts accepted emails for the metrics.
+    var onAccepted: @Sendable (Int) -> Void = { _ in }
+    /// `/readyz` and `/metrics` (`PigeonAPI+Operations.swift`); nil answers ready and no metrics.
+    var operations: OperationsEndpoints?
     /// Webhook endpoints and the event feed (`PigeonAPI+Webhooks.swift`); nil when not set up.
     var webhooks: WebhookManagement?
 
@@ -74,7 +91,9 @@ struct PigeonAPI: APIProtocol {
         guard case .json(let body) = input.body else { throw APIProblem.unsupportedMediaType }
         let email: NewEmail
         switch prepare(body, fieldPrefix: "") {
-        case .success(let prepared): email = prepared
+        case .success(let prepared):
+            email = prepared
+            try checkSenderPolicy([email], batch: false)
         case .failure(let error):
             let problem = Self.problem(for: error)
             if error.isTooLarge { return .contentTooLarge(.init(body: .applicationProblemJson(problem))) }
@@ -84,6 +103,7 @@ struct PigeonAPI: APIProtocol {
         do {
             let reply = try await outbox.enqueue([email], idempotency: idempotency)
             guard let result = reply.results.first else { throw OutboxError.conflict("nothing stored") }
+            if !reply.replayed { onAccepted(1) }
             return .accepted(.init(body: .json(.init(id: result.id, status: Self.status(result.status)))))
         } catch OutboxError.idempotencyMismatch {
             return .conflict(.init(body: .applicationProblemJson(Self.idempotencyMismatchProblem)))
@@ -119,9 +139,11 @@ struct PigeonAPI: APIProtocol {
             if error.isTooLarge { return .contentTooLarge(.init(body: .applicationProblemJson(problem))) }
             return .unprocessableContent(.init(body: .applicationProblemJson(problem)))
         }
+        try checkSenderPolicy(emails, batch: true)
         let idempotency = idempotencyRequest(key: input.headers.idempotencyKey, body: body, namespace: "batch")
         do {
             let reply = try await outbox.enqueue(emails, idempotency: idempotency)
+            if !reply.replayed { onAccepted(reply.results.count) }
             let data = reply.results.map { Components.Schemas.EmailAccepted(id: $0.id, status: Self.status($0.status)) }
             return .accepted(.init(body: .json(.init(data: data))))
         } catch OutboxError.idempotencyMismatch {

@@ -61,6 +61,8 @@ public struct DeliveryService: Service {
     let configuration: DeliveryConfiguration
     let logger: Logger
     let now: @Sendable () -> Date
+    /// Counters and the attempt-duration histogram (`DeliveryMetrics`); nil counts nothing.
+    public var metrics: DeliveryMetrics?
 
     /// Creates the service.
     public init(
@@ -169,6 +171,7 @@ public struct DeliveryService: Service {
             record = decide(email, startedAt: startedAt, outcome: outcome)
         }
         log(record, email: email)
+        metrics?.record(record)
         do {
             try await outbox.recordAttempt(record)
         } catch {

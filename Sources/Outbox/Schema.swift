@@ -13,6 +13,7 @@ enum Schema {
             try db.execute(sql: v1)
         }
         migrator.registerMigration("v2_webhooks") { db in try db.execute(sql: v2Webhooks) }
+        migrator.registerMigration("v3_api_keys") { db in try db.execute(sql: v3APIKeys) }
         return migrator
     }
 

@@ -1,4 +1,5 @@
 import API
+import CoreMetrics
 import Delivery
 import Foundation
 import Hummingbird
@@ -57,23 +58,52 @@ public func buildApplication(
 
     let client = SMTPClient(configuration: configuration.relay, logger: logger)
     let webhooks = try await WebhookAssembly(configuration.webhooks, outbox: outbox, logger: logger)
-    let delivery = DeliveryService(
+    let metrics = PigeonMetrics(outbox: outbox, logger: logger)
+    if configuration.apiKeys.isEmpty {
+        let active = try await outbox.apiKeys.list().filter { $0.revokedAt == nil }
+        guard !active.isEmpty else {
+            throw StartupError(
+                description: "PIGEON_API_KEYS: not set, and the database has no API key; set it or run `pigeon keys create --name NAME`"
+            )
+        }
+    }
+    var delivery = DeliveryService(
         outbox: outbox,
         sender: client,
         policy: configuration.retryPolicy,
         configuration: configuration.delivery,
         logger: logger
     )
+    delivery.metrics = metrics.delivery
+    let deliveryRunning = RunningFlag()
+
+    var apiConfiguration = APIConfiguration(
+        apiKeys: configuration.apiKeys,
+        maxRequestBytes: configuration.maxRequestBytes,
+        composer: MessageComposer(signer: signer)
+    )
+    apiConfiguration.idempotencyTTL = configuration.idempotencyTTL
+    apiConfiguration.keyStore = outbox.apiKeys
+    apiConfiguration.rateLimit = configuration.rateLimit
+    apiConfiguration.onAccepted = { count in metrics.accepted.increment(by: Int64(count)) }
+    apiConfiguration.operations = OperationsEndpoints(
+        readiness: {
+            var database: String?
+            do {
+                try await outbox.probeWritable()
+            } catch {
+                database = "\(error)"
+            }
+            return [("database", database), ("delivery", deliveryRunning.isRunning ? nil : "the delivery service is not running")]
+        },
+        metrics: { await metrics.render() }
+    )
 
     let router = Router()
     try registerRoutes(
         on: router,
         outbox: outbox,
-        configuration: APIConfiguration(
-            apiKeys: configuration.apiKeys,
-            maxRequestBytes: configuration.maxRequestBytes,
-            composer: MessageComposer(signer: signer)
-        ),
+        configuration: apiConfiguration,
         logger: logger,
         webhooks: webhooks.management
     )
@@ -90,7 +120,7 @@ public func buildApplication(
         router: router,
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: nil),
         services: [
-            SMTPClientService(client: client), delivery, webhooks.service,
+            SMTPClientService(client: client), FlaggedService(base: delivery, flag: deliveryRunning), webhooks.service,
             RetentionService(outbox: outbox, retention: configuration.retention, logger: logger),
         ],
         onServerRunning: onServerRunning,

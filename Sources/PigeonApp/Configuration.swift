@@ -1,3 +1,4 @@
+import API
 import Delivery
 import Foundation
 import SMTPClient
@@ -43,7 +44,20 @@ public struct Setting: Sendable, Hashable {
             environment: "PIGEON_API_KEYS",
             flag: "api-keys",
             defaultValue: nil,
-            help: "Comma-separated bearer keys accepted on /v1 (at least one, 16 characters or more)."
+            help:
+                "Comma-separated bearer keys accepted on /v1 with the admin scope (16 characters or more); optional once `pigeon keys create` made one."
+        ),
+        Setting(
+            environment: "PIGEON_RATE_LIMIT",
+            flag: "rate-limit",
+            defaultValue: nil,
+            help: "Requests per second per API key (token bucket), e.g. 100 or 0.5; unset for no limit. 429 with Retry-After above."
+        ),
+        Setting(
+            environment: "PIGEON_RATE_LIMIT_BURST",
+            flag: "rate-limit-burst",
+            defaultValue: nil,
+            help: "The bucket size: requests a key may make at once (default twice PIGEON_RATE_LIMIT, at least 1)."
         ),
         Setting(
             environment: "PIGEON_RETRY_SCHEDULE",
@@ -161,8 +175,10 @@ public struct PigeonConfiguration: Sendable {
     public var databasePath: String
     /// The relay.
     public var relay: SMTPRelayConfiguration
-    /// Accepted bearer keys.
+    /// Accepted bearer keys (admin scope); may be empty when the database has keys.
     public var apiKeys: [String]
+    /// The per-key rate limit (`PIGEON_RATE_LIMIT`), nil for none.
+    public var rateLimit: RateLimit?
     /// The retry policy.
     public var retryPolicy: RetryPolicy
     /// Largest request body.
@@ -221,14 +237,26 @@ public struct PigeonConfiguration: Sendable {
         relay.maxConnections = maxConnections
 
         let keys = (value("PIGEON_API_KEYS") ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-        guard !keys.isEmpty else {
-            throw ConfigurationError(setting: "PIGEON_API_KEYS", message: "not set; give at least one bearer key (e.g. from `openssl rand -hex 24`)")
-        }
         if keys.contains(where: { $0.count < 16 }) {
             throw ConfigurationError(setting: "PIGEON_API_KEYS", message: "every key must have at least 16 characters")
         }
         if keys.contains(where: { key in key.unicodeScalars.contains { $0.value < 0x21 || $0.value > 0x7E } }) {
             throw ConfigurationError(setting: "PIGEON_API_KEYS", message: "keys must be printable ASCII without spaces")
+        }
+
+        var rateLimit: RateLimit?
+        if let text = value("PIGEON_RATE_LIMIT") {
+            let number = text.hasSuffix("/s") ? String(text.dropLast(2)) : text
+            guard let rate = Double(number), rate.isFinite, rate > 0, rate <= 1_000_000 else {
+                throw ConfigurationError(setting: "PIGEON_RATE_LIMIT", message: "'\(text)' is not a rate in requests per second (e.g. 100 or 0.5)")
+            }
+            var burst = max(1, Int((rate * 2).rounded(.up)))
+            if let text = value("PIGEON_RATE_LIMIT_BURST") {
+                burst = try parseInt("PIGEON_RATE_LIMIT_BURST", text, range: 1...10_000_000)
+            }
+            rateLimit = RateLimit(rate: rate, burst: burst)
+        } else if value("PIGEON_RATE_LIMIT_BURST") != nil {
+            throw ConfigurationError(setting: "PIGEON_RATE_LIMIT_BURST", message: "set, but PIGEON_RATE_LIMIT is not")
         }
 
         let schedule: [Duration]
@@ -302,6 +330,7 @@ public struct PigeonConfiguration: Sendable {
             delivery: DeliveryConfiguration(concurrency: maxConnections)
         )
         configuration.webhooks = webhooks
+        configuration.rateLimit = rateLimit
         return configuration
     }
 

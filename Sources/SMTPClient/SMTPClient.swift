@@ -294,7 +294,7 @@ public final class SMTPClient: Sendable {
         )
     }
 
-    private static func makeTLSContext(_ configuration: SMTPRelayConfiguration) -> Result<NIOSSLContext?, SMTPClientError> {
+    static func makeTLSContext(_ configuration: SMTPRelayConfiguration) -> Result<NIOSSLContext?, SMTPClientError> {
         guard configuration.tlsMode != .none else { return .success(nil) }
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.minimumTLSVersion = .tlsv12

@@ -15,7 +15,7 @@ actor SMTPConnection {
     private let handler: NIOLoopBoundBox<SMTPReplyHandler>
     private let timeouts: SMTPTimeouts
     private let configuration: SMTPRelayConfiguration
-    private var capabilities = SMTPCapabilities()
+    private(set) var capabilities = SMTPCapabilities()
     /// The lines of the current send, for its result or error.
     private(set) var transcript: [String] = []
     /// Whether any reply arrived during the current send (a reused connection that

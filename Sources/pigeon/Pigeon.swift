@@ -8,7 +8,7 @@ struct Pigeon: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pigeon",
         abstract: "A self-hosted HTTP-to-SMTP bridge.",
-        subcommands: [Serve.self, Healthcheck.self],
+        subcommands: [Serve.self, Healthcheck.self, Keys.self, Check.self],
         defaultSubcommand: nil
     )
 }
@@ -26,6 +26,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("smtp-ca-file"), help: "PIGEON_SMTP_CA_FILE: CA certificates (PEM) for the relay.") var smtpCAFile: String?
     @Option(name: .customLong("smtp-max-connections"), help: "PIGEON_SMTP_MAX_CONNECTIONS (default 8).") var smtpMaxConnections: String?
     @Option(name: .customLong("api-keys"), help: "PIGEON_API_KEYS: comma-separated bearer keys.") var apiKeys: String?
+    @Option(name: .customLong("rate-limit"), help: "PIGEON_RATE_LIMIT: requests per second per key (default none).") var rateLimit: String?
+    @Option(name: .customLong("rate-limit-burst"), help: "PIGEON_RATE_LIMIT_BURST (default twice the rate).") var rateLimitBurst: String?
     @Option(name: .customLong("retry-schedule"), help: "PIGEON_RETRY_SCHEDULE (default 5m,10m,20m,40m,1h).") var retrySchedule: String?
     @Option(name: .customLong("max-queue-lifetime"), help: "PIGEON_MAX_QUEUE_LIFETIME (default 5d).") var maxQueueLifetime: String?
     @Option(name: .customLong("max-attachment-bytes"), help: "PIGEON_MAX_ATTACHMENT_BYTES (default 26214400).")
@@ -51,7 +53,8 @@ struct Serve: AsyncParsableCommand {
         let flags: [String: String?] = [
             "PIGEON_LISTEN": listen, "PIGEON_DATABASE": database, "PIGEON_SMTP_URL": smtpURL,
             "PIGEON_SMTP_CA_FILE": smtpCAFile, "PIGEON_SMTP_MAX_CONNECTIONS": smtpMaxConnections,
-            "PIGEON_API_KEYS": apiKeys, "PIGEON_RETRY_SCHEDULE": retrySchedule,
+            "PIGEON_API_KEYS": apiKeys, "PIGEON_RATE_LIMIT": rateLimit, "PIGEON_RATE_LIMIT_BURST": rateLimitBurst,
+            "PIGEON_RETRY_SCHEDULE": retrySchedule,
             "PIGEON_MAX_QUEUE_LIFETIME": maxQueueLifetime, "PIGEON_MAX_REQUEST_BYTES": maxRequestBytes,
             "PIGEON_IDEMPOTENCY_TTL": idempotencyTTL, "PIGEON_MAX_ATTACHMENT_BYTES": maxAttachmentBytes, "PIGEON_RETENTION_DAYS": retentionDays,
             "PIGEON_DKIM_DOMAIN": dkimDomain, "PIGEON_DKIM_SELECTOR": dkimSelector, "PIGEON_DKIM_KEY_FILE": dkimKeyFile,
@@ -88,5 +91,95 @@ struct Healthcheck: AsyncParsableCommand {
     func run() async throws {
         let address = listen ?? ProcessInfo.processInfo.environment["PIGEON_LISTEN"] ?? "127.0.0.1:8080"
         guard await probeHealth(listen: address) else { throw ExitCode(1) }
+    }
+}
+
+/// Prints lines, or the failure's one line on standard error and exits 1.
+func report(_ work: () async throws -> [String]) async throws {
+    do {
+        for line in try await work() { print(line) }
+    } catch let failure as OperatorCommands.Failure {
+        FileHandle.standardError.write(Data("pigeon: \(failure.description)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// `pigeon keys`: API keys in the database (`PIGEON_DATABASE`).
+///
+/// These commands open the database without the lock that `pigeon serve` holds, so
+/// they work while it runs: SQLite serialises the writes, and the server reads a key's
+/// row on every request, so a new or revoked key counts from the next request.
+struct Keys: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create, list and revoke API keys.",
+        subcommands: [Create.self, List.self, Revoke.self]
+    )
+
+    struct DatabaseOption: ParsableArguments {
+        @Option(help: "The SQLite outbox file (default PIGEON_DATABASE or ./pigeon.sqlite).") var database: String?
+
+        var path: String {
+            if let database { return database }
+            if let value = ProcessInfo.processInfo.environment["PIGEON_DATABASE"], !value.isEmpty { return value }
+            return "./pigeon.sqlite"
+        }
+    }
+
+    /// `pigeon keys create`.
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Make a key; it is printed once and stored only as its SHA-256.")
+
+        @OptionGroup var database: DatabaseOption
+        @Option(help: "Who uses the key (e.g. the backend's name).") var name: String
+        @Option(help: "send (emails and events) or admin (also webhooks).") var scope: String = "send"
+        @Option(name: .customLong("from-domain"), help: "A domain the key may send from; repeat for several (default any).")
+        var fromDomains: [String] = []
+
+        func run() async throws {
+            try await report {
+                try await OperatorCommands.createKey(database: database.path, name: name, scope: scope, fromDomains: fromDomains)
+            }
+        }
+    }
+
+    /// `pigeon keys list`.
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the keys (never the keys themselves).")
+
+        @OptionGroup var database: DatabaseOption
+
+        func run() async throws {
+            try await report { try await OperatorCommands.listKeys(database: database.path) }
+        }
+    }
+
+    /// `pigeon keys revoke`.
+    struct Revoke: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Revoke a key: it is refused (401) from the next request on.")
+
+        @OptionGroup var database: DatabaseOption
+        @Argument(help: "The key's id (ak_...).") var id: String
+
+        func run() async throws {
+            try await report { try await OperatorCommands.revokeKey(database: database.path, id: id) }
+        }
+    }
+}
+
+/// `pigeon check`: what the relay offers, without sending mail.
+struct Check: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Connect to the relay (PIGEON_SMTP_URL) and print what it offers; sends no mail.",
+        discussion: "Exits 0 when the relay is usable as configured (TLS and AUTH included), 1 with one line naming the cause otherwise."
+    )
+
+    @Option(name: .customLong("smtp-url"), help: "PIGEON_SMTP_URL.") var smtpURL: String?
+    @Option(name: .customLong("smtp-ca-file"), help: "PIGEON_SMTP_CA_FILE.") var smtpCAFile: String?
+
+    func run() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let url = smtpURL ?? environment["PIGEON_SMTP_URL"]
+        let ca = smtpCAFile ?? environment["PIGEON_SMTP_CA_FILE"].flatMap { $0.isEmpty ? nil : $0 }
+        try await report { try await OperatorCommands.check(smtpURL: url, caFile: ca) }
     }
 }
