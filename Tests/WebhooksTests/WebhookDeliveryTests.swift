@@ -400,3 +400,66 @@ struct WebhookRetryPolicyTests {
         #expect(throws: WebhookSettingError.self) { try WebhookRetryPolicy.parseSchedule("") }
     }
 }
+
+@Suite("Webhook delivery leases")
+struct WebhookLeaseTests {
+    @Test("A claimed delivery is not claimed twice; an attempt that never got recorded is made again when its lease runs out")
+    func lease() async throws {
+        let fixture = try await Fixture(receiver: TestHTTPReceiver())
+        let endpoint = try await fixture.createEndpoint()
+        try await fixture.enqueue()
+        let now = fixture.clock.now()
+        let first = try await fixture.outbox.claimDueDeliveries(now: now, limit: 10, leaseUntil: now.addingTimeInterval(75))
+        #expect(first.count == 1)
+        #expect(first.first?.attemptNumber == 1)
+        #expect(try await fixture.outbox.claimDueDeliveries(now: now, limit: 10, leaseUntil: now.addingTimeInterval(75)).isEmpty)
+
+        // The process died mid-POST: nothing was recorded. After the lease the same attempt is made again.
+        fixture.clock.advance(seconds: 74)
+        #expect(try await fixture.outbox.claimDueDeliveries(now: fixture.clock.now(), limit: 10, leaseUntil: now).isEmpty)
+        fixture.clock.advance(seconds: 1)
+        let again = try await fixture.outbox.claimDueDeliveries(
+            now: fixture.clock.now(),
+            limit: 10,
+            leaseUntil: fixture.clock.now().addingTimeInterval(75)
+        )
+        #expect(again.map(\.deliveryID) == first.map(\.deliveryID))
+        #expect(again.first?.attemptNumber == 1)
+        #expect(again.first?.webhookID == first.first?.webhookID)
+
+        // A stale record (same attempt number twice) is ignored.
+        let record = WebhookAttemptRecord(
+            deliveryID: again[0].deliveryID,
+            attemptNumber: 1,
+            startedAt: fixture.clock.now(),
+            finishedAt: fixture.clock.now(),
+            responseStatus: 204,
+            error: nil,
+            outcome: .succeeded,
+            maxConsecutiveFailures: 10
+        )
+        try await fixture.outbox.recordDeliveryAttempt(record)
+        try await fixture.outbox.recordDeliveryAttempt(record)
+        let deliveries = try await fixture.outbox.deliveries(endpointID: endpoint.endpoint.id, limit: 10)
+        #expect(deliveries.first?.attempts.count == 1)
+        #expect(deliveries.first?.status == .succeeded)
+        await fixture.remove()
+    }
+
+    @Test("The default endpoint follows PIGEON_WEBHOOK_URL: created, updated in place, removed")
+    func defaultEndpoint() async throws {
+        let fixture = try await Fixture(receiver: TestHTTPReceiver())
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+        try await fixture.outbox.configureDefaultEndpoint(url: "http://127.0.0.1:1/a", secret: secret, now: fixture.clock.now())
+        let created = try #require(try await fixture.outbox.listEndpoints().first)
+        #expect(created.isDefault && created.url == "http://127.0.0.1:1/a" && created.eventTypes == EventType.allCases)
+        try await fixture.outbox.configureDefaultEndpoint(url: "http://127.0.0.1:1/b", secret: secret, now: fixture.clock.now())
+        let endpoints = try await fixture.outbox.listEndpoints()
+        #expect(endpoints.count == 1)
+        #expect(endpoints.first?.id == created.id)
+        #expect(endpoints.first?.url == "http://127.0.0.1:1/b")
+        try await fixture.outbox.configureDefaultEndpoint(url: nil, secret: nil, now: fixture.clock.now())
+        #expect(try await fixture.outbox.listEndpoints().isEmpty)
+        await fixture.remove()
+    }
+}
