@@ -66,7 +66,11 @@ public func registerRoutes<Context: RequestContext>(
     handler.operations = configuration.operations
     let (seconds, attoseconds) = configuration.idempotencyTTL.components
     handler.idempotencyTTL = TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
-    try handler.registerHandlers(on: router, middlewares: [IgnoreAcceptMiddleware()])
+    try handler.registerHandlers(
+        on: router,
+        configuration: Configuration(dateTranscoder: RFC3339DateTranscoder()),
+        middlewares: [IgnoreAcceptMiddleware()]
+    )
 }
 
 /// The operations of `openapi.yaml`.
@@ -376,6 +380,21 @@ struct PigeonAPI: APIProtocol {
             attemptCount: email.attemptCount,
             nextAttemptAt: email.nextAttemptAt,
             failureReason: email.failureReason,
+            scheduledAt: email.scheduledAt,
+            expiresAt: email.expiresAt,
+            tags: .init(additionalProperties: email.tags),
+            attempts: withAttempts
+                ? email.attempts.map { attempt in
+                    Components.Schemas.Attempt(
+                        number: attempt.number,
+                        startedAt: attempt.startedAt,
+                        finishedAt: attempt.finishedAt,
+                        nextHop: attempt.nextHop,
+                        outcome: status(attempt.outcome),
+                        error: attempt.error,
+                        transcript: attempt.transcript
+                    )
+                } : nil,
             createdAt: email.createdAt,
             updatedAt: email.updatedAt
         )

@@ -65,6 +65,7 @@ public final class SQLiteOutbox: OutboxStore {
     let pool: DatabasePool
     private let lockFD: Int32
     private let enqueuer: GroupCommitter<EnqueueJob, EnqueueReply>
+    private let recorder: GroupCommitter<AttemptRecord, Void>
     private let signal = WorkSignal()
     private let clock: @Sendable () -> Date
 
@@ -100,6 +101,9 @@ public final class SQLiteOutbox: OutboxStore {
         let clock = self.clock
         enqueuer = GroupCommitter { batch in
             await Self.enqueueBatch(batch, pool: pool, now: clock())
+        }
+        recorder = GroupCommitter { batch in
+            await Self.recordBatch(batch, pool: pool)
         }
         do {
             try requeueAbandoned()
@@ -476,59 +480,87 @@ public final class SQLiteOutbox: OutboxStore {
     }
 
     public func recordAttempt(_ record: AttemptRecord) async throws {
+        try await recorder.submit(record)
+        if !record.status.isFinal { signal.notify() }
+    }
+
+    /// Records attempts that finished at about the same time in one transaction
+    /// (group commit, as for accepts), each in its own savepoint: a lost lease fails
+    /// only its own record.
+    private static func recordBatch(_ batch: [AttemptRecord], pool: DatabasePool) async -> [Result<Void, any Error>] {
         do {
-            try await pool.write { db in
-                let owner = try String.fetchOne(
-                    db,
-                    sql: "SELECT lease_owner FROM email WHERE id = ? AND status = 'sending'",
-                    arguments: [record.emailID]
-                )
-                guard owner == record.leaseOwner else { throw OutboxError.leaseLost(emailID: record.emailID) }
-                let now = record.finishedAt.millis
-                for result in record.recipients {
-                    try db.execute(
-                        sql: """
-                            UPDATE recipient SET status = ?, last_code = ?, last_enhanced_code = ?, last_text = ?,
-                                updated_at = ?
-                            WHERE email_id = ? AND position = ?
-                            """,
-                        arguments: [
-                            result.status.rawValue, result.code, result.enhancedCode, result.text.map { String($0.prefix(1000)) },
-                            now, record.emailID, result.position,
-                        ]
-                    )
+            return try await pool.write { db in
+                var results: [Result<Void, any Error>] = []
+                results.reserveCapacity(batch.count)
+                for record in batch {
+                    do {
+                        try db.inSavepoint {
+                            try Self.write(record, db: db)
+                            return .commit
+                        }
+                        results.append(.success(()))
+                    } catch {
+                        let mapped = OutboxError.map(error)
+                        if case OutboxError.unavailable = mapped { throw mapped }
+                        results.append(.failure(mapped))
+                    }
                 }
-                try db.execute(
-                    sql: """
-                        INSERT INTO attempt (email_id, number, started_at, finished_at, next_hop, outcome, error, transcript)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                        """,
-                    arguments: [
-                        record.emailID, record.attemptNumber, record.startedAt.millis, now, record.nextHop,
-                        record.status.rawValue, record.error, record.transcript,
-                    ]
-                )
-                let final = record.status.isFinal
-                try db.execute(
-                    sql: """
-                        UPDATE email SET status = ?, attempt_count = ?, next_attempt_at = ?, lease_owner = NULL,
-                            lease_until = NULL, failure_reason = ?, updated_at = ?, finished_at = ?
-                        WHERE id = ?
-                        """,
-                    arguments: [
-                        record.status.rawValue, record.attemptNumber,
-                        final ? nil : (record.nextAttemptAt ?? record.finishedAt).millis,
-                        record.failureReason, now, final ? now : nil, record.emailID,
-                    ]
-                )
-                if let type = EventType(status: record.status) {
-                    try Self.insertEvent(type, emailID: record.emailID, status: record.status, db: db, now: now)
-                }
+                return results
             }
         } catch {
-            throw OutboxError.map(error)
+            let mapped = OutboxError.map(error)
+            return batch.map { _ in .failure(mapped) }
         }
-        if !record.status.isFinal { signal.notify() }
+    }
+
+    /// One attempt: recipients, the attempt row, the email's status and its event.
+    static func write(_ record: AttemptRecord, db: Database) throws {
+        let owner = try String.fetchOne(
+            db,
+            sql: "SELECT lease_owner FROM email WHERE id = ? AND status = 'sending'",
+            arguments: [record.emailID]
+        )
+        guard owner == record.leaseOwner else { throw OutboxError.leaseLost(emailID: record.emailID) }
+        let now = record.finishedAt.millis
+        for result in record.recipients {
+            try db.execute(
+                sql: """
+                    UPDATE recipient SET status = ?, last_code = ?, last_enhanced_code = ?, last_text = ?,
+                        updated_at = ?
+                    WHERE email_id = ? AND position = ?
+                    """,
+                arguments: [
+                    result.status.rawValue, result.code, result.enhancedCode, result.text.map { String($0.prefix(1000)) },
+                    now, record.emailID, result.position,
+                ]
+            )
+        }
+        try db.execute(
+            sql: """
+                INSERT INTO attempt (email_id, number, started_at, finished_at, next_hop, outcome, error, transcript)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                """,
+            arguments: [
+                record.emailID, record.attemptNumber, record.startedAt.millis, now, record.nextHop,
+                record.status.rawValue, record.error, record.transcript,
+            ]
+        )
+        let final = record.status.isFinal
+        try db.execute(
+            sql: """
+                UPDATE email SET status = ?, attempt_count = ?, next_attempt_at = ?, lease_owner = NULL,
+                    lease_until = NULL, failure_reason = ?, updated_at = ?, finished_at = ?
+                WHERE id = ?
+                """,
+            arguments: [
+                record.status.rawValue, record.attemptNumber,
+                final ? nil : (record.nextAttemptAt ?? record.finishedAt).millis,
+                record.failureReason, now, final ? now : nil, record.emailID,
+            ]
+        )
+        if let type = EventType(status: record.status) {
+            try Self.insertEvent(type, emailID: record.emailID, status: record.status, db: db, now: now)
+        }
     }
 
     public func cancel(id: String, now: Date) async throws -> EmailDetails {

@@ -80,7 +80,7 @@ public func buildApplication(
     var apiConfiguration = APIConfiguration(
         apiKeys: configuration.apiKeys,
         maxRequestBytes: configuration.maxRequestBytes,
-        composer: MessageComposer(signer: signer)
+        composer: MessageComposer(limits: limits, signer: signer)
     )
     apiConfiguration.idempotencyTTL = configuration.idempotencyTTL
     apiConfiguration.keyStore = outbox.apiKeys

@@ -187,7 +187,7 @@ struct OutboxTests {
         let outbox = store.outbox
         let now = Date()
         let email = try await outbox.enqueue(sampleEmail(recipients: ["a@example.com", "b@example.com"]))
-        let claimed = try #require(try await outbox.claimDue(now: now, limit: 1, owner: "w", leaseUntil: now + 60).first)
+        let claimed = try #require(try await outbox.claimDue(now: Date() + 1, limit: 1, owner: "w", leaseUntil: now + 60).first)
         try await outbox.recordAttempt(
             AttemptRecord(
                 emailID: email.id,
@@ -228,7 +228,7 @@ struct OutboxTests {
         let store = try TemporaryOutbox()
         let now = Date()
         let email = try await store.outbox.enqueue(sampleEmail())
-        _ = try await store.outbox.claimDue(now: now, limit: 1, owner: "old", leaseUntil: now + 3600)
+        _ = try await store.outbox.claimDue(now: Date() + 1, limit: 1, owner: "old", leaseUntil: now + 3600)
         #expect(try await store.outbox.email(id: email.id)?.status == .sending)
         try store.reopen()
         let details = try #require(try await store.outbox.email(id: email.id))
