@@ -40,6 +40,15 @@ struct ProblemMiddleware<Context: RequestContext>: RouterMiddleware {
 
     func map(_ error: ServerError) -> APIProblem {
         if let problem = error.underlyingError as? APIProblem { return problem }
+        if error.underlyingError is DecodingError, [.get, .delete, .head].contains(error.request.method) {
+            // No body: the query or the path did not decode (a word where a number belongs).
+            return APIProblem(
+                status: .badRequest,
+                kind: "bad-query",
+                title: "Bad Request",
+                detail: "A query parameter is not valid (see openapi.yaml for its type and range)."
+            )
+        }
         if let decoding = error.underlyingError as? DecodingError {
             return Self.problem(for: decoding)
         }

@@ -60,6 +60,7 @@ public func registerRoutes<Context: RequestContext>(
         middleware: APIKeyMiddleware(keys: configuration.apiKeys, store: configuration.keyStore, rateLimit: configuration.rateLimit)
     )
     router.add(middleware: RequestLimitMiddleware(maxBytes: configuration.maxRequestBytes))
+    router.add(middleware: ConformanceMiddleware())
     var handler = PigeonAPI(outbox: outbox, composer: configuration.composer, logger: logger, now: now)
     handler.webhooks = webhooks
     handler.onAccepted = configuration.onAccepted
@@ -197,6 +198,9 @@ struct PigeonAPI: APIProtocol {
                 )
             }
             tag = (String(text[..<colon]), String(text[text.index(after: colon)...]))
+        }
+        if let limit = query.limit, !(1...100).contains(limit) {
+            throw APIProblem(status: .badRequest, kind: "bad-query", title: "Bad Request", detail: "`limit` is 1 to 100.")
         }
         if let cursor = query.cursor, !EmailID.isWellFormed(cursor) {
             throw APIProblem(status: .badRequest, kind: "bad-query", title: "Bad Request", detail: "`cursor` is not a cursor.")

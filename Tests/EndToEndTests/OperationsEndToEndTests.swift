@@ -399,3 +399,51 @@ struct CheckInteropTests {
         #expect(server.messages.isEmpty)
     }
 }
+
+@Suite("Conformance to openapi.yaml")
+struct ConformanceEndToEndTests {
+    @Test("405 with Allow for a method the spec does not list; 400 for a bad query or Idempotency-Key; 422 for null")
+    func conformance() async throws {
+        let smtp = TestSMTPServer()
+        try await smtp.start()
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+
+        try await withPigeon(smtp: smtp, database: directory.path + "/outbox.sqlite") { client in
+            let trace = try await client.call("/v1/emails", method: .put, key: testKey)
+            #expect(trace.status == .methodNotAllowed)
+            #expect(trace.headers[.allow] == "GET, POST")
+            let health = try await client.call("/healthz", method: .delete, key: nil)
+            #expect(health.status == .methodNotAllowed)
+            #expect(health.headers[.allow] == "GET")
+            #expect(try await client.call("/nowhere", key: nil).status == .notFound)
+
+            for query in ["limit=abc", "limit=0", "limit=101", "status=nope", "created_after=yesterday", "cursor=em_1"] {
+                let response = try await client.call("/v1/emails?\(query)", key: testKey)
+                #expect(response.status == .badRequest, "\(query)")
+                #expect(response.headers[.contentType] == "application/problem+json")
+            }
+            let late = try await client.call("/v1/emails?created_after=2026-01-01T00:00:00.250%2B23:30&limit=1", key: testKey)
+            #expect(late.status == .ok)
+
+            let longKey = try await client.call(
+                "/v1/emails",
+                method: .post,
+                key: testKey,
+                json: OperationsEndToEndTests.email,
+                headers: [HTTPField.Name("Idempotency-Key")!: String(repeating: "k", count: 256)]
+            )
+            #expect(longKey.status == .badRequest)
+
+            let withNull = try await client.call(
+                "/v1/emails",
+                method: .post,
+                key: testKey,
+                json: #"{"from": "a@acme.example", "to": ["b@example.com"], "subject": "s", "text": "t", "expires_at": null}"#
+            )
+            #expect(withNull.status == .unprocessableContent)
+            #expect((try jsonObject(withNull.body)["errors"] as? [[String: Any]])?.first?["field"] as? String == "expires_at")
+        }
+        #expect(try await storedCounts(directory.path + "/outbox.sqlite").isEmpty)
+    }
+}
