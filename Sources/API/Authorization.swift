@@ -2,6 +2,7 @@ import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import Outbox
 import Synchronization
 
@@ -143,11 +144,13 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
     let store: (any APIKeyStore)?
     let limiter: RateLimiter?
     let usage = UsageRecorder()
+    let logger: Logger
 
-    init(keys: [String], store: (any APIKeyStore)? = nil, rateLimit: RateLimit? = nil) {
+    init(keys: [String], store: (any APIKeyStore)? = nil, rateLimit: RateLimit? = nil, logger: Logger = Logger(label: "pigeon.api")) {
         keyDigests = keys.map(APIKeys.digest)
         self.store = store
         self.limiter = rateLimit.map { RateLimiter(limit: $0) }
+        self.logger = logger
     }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
@@ -185,7 +188,12 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
             )
         }
         if principal.keyID != "env", let store, usage.shouldRecord(principal.keyID) {
-            try? await store.markUsed(id: principal.keyID, at: Date())
+            do {
+                try await store.markUsed(id: principal.keyID, at: Date())
+            } catch {
+                // Only the `last_used_at` bookkeeping is lost; the request goes on.
+                logger.warning("recording an API key's last use failed", metadata: ["key_id": "\(principal.keyID)", "error": "\(error)"])
+            }
         }
         return try await APIKeyIdentity.$current.withValue(principal.identity) {
             try await APIKeyIdentity.$principal.withValue(principal) {

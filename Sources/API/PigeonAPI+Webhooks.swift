@@ -27,7 +27,7 @@ public struct WebhookManagement: Sendable {
 }
 
 // The event feed and webhook endpoint management (issue 7).
-// TODO(issue 6): webhook endpoint management needs a key with the `admin` scope; any valid key works for now.
+// Webhook endpoint management needs a key with the `admin` scope: `APIKeyMiddleware` answers 403 to a `send` key on `/v1/webhooks`.
 extension PigeonAPI {
     func listEvents(_ input: Operations.ListEvents.Input) async throws -> Operations.ListEvents.Output {
         let after = input.query.after ?? 0

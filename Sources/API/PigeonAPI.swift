@@ -57,7 +57,12 @@ public func registerRoutes<Context: RequestContext>(
     router.add(middleware: RequestLogMiddleware(logger: logger))
     router.add(middleware: ProblemMiddleware(logger: logger))
     router.add(
-        middleware: APIKeyMiddleware(keys: configuration.apiKeys, store: configuration.keyStore, rateLimit: configuration.rateLimit)
+        middleware: APIKeyMiddleware(
+            keys: configuration.apiKeys,
+            store: configuration.keyStore,
+            rateLimit: configuration.rateLimit,
+            logger: logger
+        )
     )
     router.add(middleware: RequestLimitMiddleware(maxBytes: configuration.maxRequestBytes))
     router.add(middleware: ConformanceMiddleware())

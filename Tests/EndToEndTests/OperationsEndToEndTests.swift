@@ -447,3 +447,38 @@ struct ConformanceEndToEndTests {
         #expect(try await storedCounts(directory.path + "/outbox.sqlite").isEmpty)
     }
 }
+
+@Suite("Operations: secrets in SMTP transcripts, documentation")
+struct OperationsDocumentationTests {
+    @Test("at trace level the SMTP transcript is logged with AUTH redacted: no password, no AUTH PLAIN token")
+    func authRedactedInTranscript() async throws {
+        let password = "relay-pw-5e1f"
+        let smtp = TestSMTPServer(configuration: .init(authCredentials: .init(user: "relayuser", password: password)))
+        try await smtp.start()
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let logs = CapturedLogs()
+        let settings = ["PIGEON_SMTP_URL": "smtp://relayuser:\(password)@127.0.0.1:\(smtp.port)?tls=none"]
+        try await withPigeonLogging(smtp: smtp, database: directory.path + "/outbox.sqlite", settings: settings, logger: logs.logger) {
+            client in
+            #expect(try await client.call("/v1/emails", method: .post, key: testKey, json: OperationsEndToEndTests.email).status == .accepted)
+            _ = try await smtp.waitForMessages(count: 1, timeout: .seconds(10))
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        let text = logs.text
+        #expect(text.contains("<redacted>"))
+        let token = Data("\u{0}relayuser\u{0}\(password)".utf8).base64EncodedString()
+        for secret in [password, token, Data(password.utf8).base64EncodedString()] {
+            #expect(!text.contains(secret))
+        }
+    }
+
+    @Test("README's configuration table has every setting of `pigeon serve`")
+    func readmeHasEverySetting() throws {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let readme = try String(contentsOf: root.appendingPathComponent("README.md"), encoding: .utf8)
+        for setting in Setting.all {
+            #expect(readme.contains("| `\(setting.environment)` |"), "\(setting.environment) is not in README's table")
+        }
+    }
+}
