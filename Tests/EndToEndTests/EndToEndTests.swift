@@ -155,6 +155,13 @@ struct EndToEndTests {
                 422, "headers.X-A"
             ),
             (#"{"to": ["b@example.com"], "subject": "s", "text": "t"}"#, 422, "from"),
+            (#"{"from": "a@acme.example", "to": ["Eve\r\nBcc: x@evil.example <b@example.com>"], "subject": "s", "text": "t"}"#, 422, "to[0]"),
+            (#"{"from": "Eve\nX: y <a@acme.example>", "to": ["b@example.com"], "subject": "s", "text": "t"}"#, 422, "from"),
+            (#"{"from": "a@acme.example", "to": ["b@example.com"], "subject": "s", "text": "t", "headers": {"X-A\r\nBcc": "x"}}"#, 422, nil),
+            (
+                #"{"from": "a@acme.example", "to": ["b@example.com"], "subject": "s", "text": "t", "headers": {"Subject": "x"}}"#, 422,
+                "headers.Subject"
+            ),
         ] as [(String, Int, String?)]
     )
     func rejectsBadInput(body: String, status: Int, field: String?) async throws {
@@ -214,6 +221,29 @@ struct EndToEndTests {
                 #expect(response.status == .notFound)
                 #expect(response.headers[.contentType]?.hasPrefix("application/problem+json") == true)
             }
+        }
+    }
+
+    @Test("A bad DKIM key stops start-up with one line naming the setting")
+    func badDKIMKey() async throws {
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let keyFile = directory.path + "/dkim.pem"
+        try "-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n".write(toFile: keyFile, atomically: true, encoding: .utf8)
+        let configuration = try PigeonConfiguration.load(environment: [
+            "PIGEON_DATABASE": directory.path + "/outbox.sqlite",
+            "PIGEON_SMTP_URL": "smtp://127.0.0.1:2525?tls=none",
+            "PIGEON_API_KEYS": testKey,
+            "PIGEON_DKIM_DOMAIN": "acme.example",
+            "PIGEON_DKIM_SELECTOR": "s1",
+            "PIGEON_DKIM_KEY_FILE": keyFile,
+        ])
+        do {
+            _ = try await buildApplication(configuration)
+            Issue.record("start-up accepted a bad DKIM key")
+        } catch let error as StartupError {
+            #expect(error.description.hasPrefix("PIGEON_DKIM_KEY_FILE: "))
+            #expect(!error.description.contains("\n"))
         }
     }
 
