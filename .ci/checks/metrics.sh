@@ -3,4 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../ops"
 python3 -m pip install -q --disable-pip-version-check -r requirements.txt
-exec python3 metrics_check.py
+PIGEON_BIN="${PIGEON_BIN:-$(cd ../.. && swift build --show-bin-path)/pigeon}"
+export PIGEON_BIN
+[ -x "$PIGEON_BIN" ] || (cd ../.. && swift build --product pigeon)
+exec ./in-loopback-netns.sh python3 metrics_check.py
