@@ -234,28 +234,31 @@ public final class SQLiteOutbox: OutboxStore {
         let due = max(email.scheduledAt?.millis ?? nowMillis, 0)
         let status: EmailStatus = due > nowMillis ? .scheduled : .queued
         let tagsJSON = try encodeJSON(email.tags)
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 INSERT INTO email (id, status, from_header, mail_from, subject, message_id, requires_smtputf8,
                     has_8bit, tags, created_at, updated_at, scheduled_at, expires_at, next_attempt_at)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                """,
+                """
+        ).execute(
             arguments: [
                 email.id, status.rawValue, email.from, email.mailFrom, email.subject, email.messageID,
                 email.requiresSMTPUTF8, email.has8BitData, tagsJSON, nowMillis, nowMillis,
                 email.scheduledAt?.millis, email.expiresAt?.millis, due,
             ]
         )
-        try db.execute(
-            sql: "INSERT INTO email_body (email_id, data) VALUES (?, ?)",
+        try db.cachedStatement(
+            sql: "INSERT INTO email_body (email_id, data) VALUES (?, ?)"
+        ).execute(
             arguments: [email.id, Data(email.data)]
         )
         for (position, recipient) in email.recipients.enumerated() {
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO recipient (email_id, position, address, kind, status, updated_at)
                     VALUES (?, ?, ?, ?, 'pending', ?)
-                    """,
+                    """
+            ).execute(
                 arguments: [email.id, position, recipient.address, recipient.kind.rawValue, nowMillis]
             )
         }
@@ -265,14 +268,15 @@ public final class SQLiteOutbox: OutboxStore {
 
     /// Writes an event row whose payload is the email's state as committed by this transaction.
     static func insertEvent(_ type: EventType, emailID: String, status: EmailStatus, db: Database, now: Int64) throws {
-        let tagsText = try String.fetchOne(db, sql: "SELECT tags FROM email WHERE id = ?", arguments: [emailID]) ?? "{}"
+        let tagsText = try String.fetchOne(db.cachedStatement(sql: "SELECT tags FROM email WHERE id = ?"), arguments: [emailID]) ?? "{}"
         let tags = (try? JSONDecoder().decode([String: String].self, from: Data(tagsText.utf8))) ?? [:]
         let rows = try Row.fetchAll(
-            db,
-            sql: """
-                SELECT address, kind, status, last_code, last_enhanced_code, last_text
-                FROM recipient WHERE email_id = ? ORDER BY position
-                """,
+            db.cachedStatement(
+                sql: """
+                    SELECT address, kind, status, last_code, last_enhanced_code, last_text
+                    FROM recipient WHERE email_id = ? ORDER BY position
+                    """
+            ),
             arguments: [emailID]
         )
         let payload = EventPayload(
@@ -290,8 +294,9 @@ public final class SQLiteOutbox: OutboxStore {
             },
             tags: tags
         )
-        try db.execute(
-            sql: "INSERT INTO event (type, email_id, created_at, payload) VALUES (?, ?, ?, ?)",
+        try db.cachedStatement(
+            sql: "INSERT INTO event (type, email_id, created_at, payload) VALUES (?, ?, ?, ?)"
+        ).execute(
             arguments: [type.rawValue, emailID, now, try encodeJSON(payload)]
         )
     }
