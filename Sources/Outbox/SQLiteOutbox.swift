@@ -156,22 +156,32 @@ public final class SQLiteOutbox: OutboxStore {
     }
 
     private static func enqueueBatch(_ batch: [EnqueueJob], pool: DatabasePool, now: Date) async -> [Result<EnqueueReply, any Error>] {
+        await writeInSavepoints(batch, pool: pool) { job, db in try insert(job, db: db, now: now) }
+    }
+
+    /// Runs every job of a group commit in one transaction, each in its own savepoint,
+    /// so one job's failure (a lost lease, a reused idempotency key) is its own. A full
+    /// disk or an I/O error may have rolled the whole transaction back: then the batch
+    /// fails with that cause rather than commit a part.
+    static func writeInSavepoints<Job: Sendable, Output: Sendable>(
+        _ batch: [Job],
+        pool: DatabasePool,
+        _ body: @escaping @Sendable (Job, Database) throws -> Output
+    ) async -> [Result<Output, any Error>] {
         do {
             return try await pool.write { db in
-                var results: [Result<EnqueueReply, any Error>] = []
+                var results: [Result<Output, any Error>] = []
                 results.reserveCapacity(batch.count)
                 for job in batch {
                     do {
-                        var reply: EnqueueReply?
+                        var output: Output?
                         try db.inSavepoint {
-                            reply = try insert(job, db: db, now: now)
+                            output = try body(job, db)
                             return .commit
                         }
-                        if let reply { results.append(.success(reply)) }
+                        if let output { results.append(.success(output)) }
                     } catch {
                         let mapped = OutboxError.map(error)
-                        // A full disk or an I/O error may have rolled the whole transaction
-                        // back: fail the batch with that cause rather than commit a part.
                         if case OutboxError.unavailable = mapped { throw mapped }
                         results.append(.failure(mapped))
                     }
@@ -498,29 +508,7 @@ public final class SQLiteOutbox: OutboxStore {
     /// (group commit, as for accepts), each in its own savepoint: a lost lease fails
     /// only its own record.
     private static func recordBatch(_ batch: [AttemptRecord], pool: DatabasePool) async -> [Result<Void, any Error>] {
-        do {
-            return try await pool.write { db in
-                var results: [Result<Void, any Error>] = []
-                results.reserveCapacity(batch.count)
-                for record in batch {
-                    do {
-                        try db.inSavepoint {
-                            try Self.write(record, db: db)
-                            return .commit
-                        }
-                        results.append(.success(()))
-                    } catch {
-                        let mapped = OutboxError.map(error)
-                        if case OutboxError.unavailable = mapped { throw mapped }
-                        results.append(.failure(mapped))
-                    }
-                }
-                return results
-            }
-        } catch {
-            let mapped = OutboxError.map(error)
-            return batch.map { _ in .failure(mapped) }
-        }
+        await writeInSavepoints(batch, pool: pool) { record, db in try write(record, db: db) }
     }
 
     /// One attempt: recipients, the attempt row, the email's status and its event.
