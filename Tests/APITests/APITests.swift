@@ -59,7 +59,7 @@ struct APITests {
         }
     }
 
-    @Test("A body over the limit is 413 before it is decoded, declared or chunked")
+    @Test("A body over the declared-length limit is 413 before it is decoded")
     func bodyLimit() async throws {
         try await withAPI { client in
             let big = ByteBuffer(string: String(repeating: "x", count: 20_000))

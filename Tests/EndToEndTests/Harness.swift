@@ -26,11 +26,13 @@ struct TemporaryDirectory {
 }
 
 /// Runs the real application (HTTP on a free port, a temporary SQLite file, delivery
-/// to `smtp`) around `body`, then shuts it down gracefully.
+/// to `smtp`) around `body`, then shuts it down gracefully. Logs only warnings unless
+/// a `logger` is given.
 func withPigeon(
     smtp: TestSMTPServer,
     database: String,
     settings: [String: String] = [:],
+    logger: Logger? = nil,
     _ body: @Sendable (any TestClientProtocol) async throws -> Void
 ) async throws {
     var environment = [
@@ -42,9 +44,9 @@ func withPigeon(
     ]
     environment.merge(settings) { $1 }
     let configuration = try PigeonConfiguration.load(environment: environment)
-    var logger = Logger(label: "pigeon-test")
-    logger.logLevel = .warning
-    let app = try await buildApplication(configuration, logger: logger)
+    var quiet = Logger(label: "pigeon-test")
+    quiet.logLevel = .warning
+    let app = try await buildApplication(configuration, logger: logger ?? quiet)
     try await app.test(.live, body)
 }
 

@@ -38,27 +38,6 @@ struct CapturingLogHandler: LogHandler {
     }
 }
 
-/// `withPigeon` with the logger given (the harness's logs only warnings).
-func withPigeonLogging(
-    smtp: TestSMTPServer,
-    database: String,
-    settings: [String: String] = [:],
-    logger: Logger,
-    _ body: @Sendable (any TestClientProtocol) async throws -> Void
-) async throws {
-    var environment = [
-        "PIGEON_LISTEN": "127.0.0.1:0",
-        "PIGEON_DATABASE": database,
-        "PIGEON_SMTP_URL": "smtp://127.0.0.1:\(smtp.port)?tls=none",
-        "PIGEON_API_KEYS": testKey,
-        "PIGEON_RETRY_SCHEDULE": "200ms",
-    ]
-    environment.merge(settings) { $1 }
-    let configuration = try PigeonConfiguration.load(environment: environment)
-    let app = try await buildApplication(configuration, logger: logger)
-    try await app.test(.live, body)
-}
-
 /// The key printed by `OperatorCommands.createKey`.
 func createKey(_ database: String, scope: String, domains: [String] = []) async throws -> (id: String, key: String) {
     let lines = try await OperatorCommands.createKey(database: database, name: "backend-\(scope)", scope: scope, fromDomains: domains)
@@ -201,7 +180,7 @@ struct OperationsEndToEndTests {
         let made = try await createKey(database, scope: "admin")
         let logs = CapturedLogs()
 
-        try await withPigeonLogging(smtp: smtp, database: database, logger: logs.logger) { client in
+        try await withPigeon(smtp: smtp, database: database, logger: logs.logger) { client in
             let response = try await client.call(
                 "/v1/emails",
                 method: .post,
@@ -245,7 +224,7 @@ struct OperationsEndToEndTests {
         defer { directory.remove() }
         let logs = CapturedLogs()
 
-        try await withPigeonLogging(smtp: smtp, database: directory.path + "/outbox.sqlite", logger: logs.logger) { client in
+        try await withPigeon(smtp: smtp, database: directory.path + "/outbox.sqlite", logger: logs.logger) { client in
             let given = try await client.call("/v1/emails", key: testKey, headers: [.requestID: "abc-123.XYZ"])
             #expect(given.headers[.requestID] == "abc-123.XYZ")
             let insane = try await client.call("/v1/emails", key: testKey, headers: [.requestID: "a b\u{7f}c"])
@@ -459,7 +438,7 @@ struct OperationsDocumentationTests {
         defer { directory.remove() }
         let logs = CapturedLogs()
         let settings = ["PIGEON_SMTP_URL": "smtp://relayuser:\(password)@127.0.0.1:\(smtp.port)?tls=none"]
-        try await withPigeonLogging(smtp: smtp, database: directory.path + "/outbox.sqlite", settings: settings, logger: logs.logger) {
+        try await withPigeon(smtp: smtp, database: directory.path + "/outbox.sqlite", settings: settings, logger: logs.logger) {
             client in
             #expect(try await client.call("/v1/emails", method: .post, key: testKey, json: OperationsEndToEndTests.email).status == .accepted)
             _ = try await smtp.waitForMessages(count: 1, timeout: .seconds(10))
