@@ -9,7 +9,10 @@ second run with SIGTERM -- and started again on the same database. Then:
 * SIGKILL: duplicates happen only for emails that were `sending` at the kill
   (read from the database right after the kill); the count is printed;
 * SIGTERM: zero duplicates, and zero emails left `sending` when the process exits;
-* `PRAGMA integrity_check` is ok.
+* `PRAGMA integrity_check` is ok;
+* every POST carries an Idempotency-Key, and a POST whose answer was cut off by the
+  kill (no status, or a status line without its body) is retried with the same key:
+  the database ends with exactly one email per key, never two.
 
 Usage: crash_test.py PIGEON_BINARY [--emails N] [--signal KILL|TERM|both]
 Traffic stays on 127.0.0.1.
@@ -87,9 +90,11 @@ class Pigeon:
         return self.process.wait(timeout=60)
 
 
-def request(port, method, path, body=None):
+def request(port, method, path, body=None, idempotency_key=None):
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     headers = {"Authorization": f"Bearer {KEY}"}
+    if idempotency_key is not None:
+        headers["Idempotency-Key"] = idempotency_key
     if body is not None:
         headers["Content-Type"] = "application/json"
     connection.request(method, path, body=json.dumps(body) if body is not None else None, headers=headers)
@@ -128,8 +133,11 @@ def run(binary, count, signum):
                     "subject": f"crash {index}", "text": f"email {index}\n" + "x" * 2000}
             while True:
                 try:
-                    status, answer = request(pigeon.http_port, "POST", "/v1/emails", body)
-                except OSError:
+                    status, answer = request(pigeon.http_port, "POST", "/v1/emails", body,
+                                             idempotency_key=f"crash-{name}-{index}")
+                except (OSError, http.client.HTTPException, ValueError):
+                    # Refused, reset, or an answer cut off by the kill: the email may or may
+                    # not be stored. The same Idempotency-Key makes the retry safe.
                     status, answer = None, None
                 if status == 202:
                     with accepted_lock:
@@ -167,6 +175,11 @@ def run(binary, count, signum):
     for thread in threads:
         thread.join()
     assert len(accepted) == count
+    assert len(set(accepted)) == count, "two keys answered with the same id"
+    db = sqlite3.connect(database)
+    stored = db.execute("SELECT COUNT(*) FROM email").fetchone()[0]
+    db.close()
+    assert stored == count, f"{stored} emails stored for {count} idempotency keys"
 
     # Wait for every accepted email to be sent.
     deadline = time.time() + 180
