@@ -19,13 +19,29 @@ public struct EnhancedStatusCode: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses `"5.1.1"`; returns nil for anything else (RFC 3463 section 2 grammar).
     public init?(_ text: Substring) {
-        let parts = text.split(separator: ".", omittingEmptySubsequences: false)
-        guard parts.count == 3,
-            parts.allSatisfy({ part in (1...3).contains(part.count) && part.allSatisfy { $0.isASCII && $0.isNumber } }),
-            let klass = Int(parts[0]), let subject = Int(parts[1]), let detail = Int(parts[2]),
-            [2, 4, 5].contains(klass), parts[0].count == 1
-        else { return nil }
-        self.init(klass: klass, subject: subject, detail: detail)
+        // Three dot-separated runs of ASCII digits: a class of one digit (2, 4 or 5),
+        // then a subject and a detail of one to three digits each. Read as bytes.
+        var values = (0, 0, 0)
+        var part = 0
+        var digits = 0
+        for byte in text.utf8 {
+            if byte == UInt8(ascii: ".") {
+                guard digits > 0, part < 2 else { return nil }
+                part += 1
+                digits = 0
+                continue
+            }
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), digits < (part == 0 ? 1 : 3) else { return nil }
+            digits += 1
+            let digit = Int(byte - UInt8(ascii: "0"))
+            switch part {
+            case 0: values.0 = digit
+            case 1: values.1 = values.1 * 10 + digit
+            default: values.2 = values.2 * 10 + digit
+            }
+        }
+        guard part == 2, digits > 0, [2, 4, 5].contains(values.0) else { return nil }
+        self.init(klass: values.0, subject: values.1, detail: values.2)
     }
 
     /// `"class.subject.detail"`.

@@ -37,7 +37,7 @@ public struct SMTPReplyParser: Sendable {
     public var maximumLineCount: Int
 
     private var pendingCode: Int?
-    private var pendingLines: [Substring] = []
+    private var pendingLines: [String] = []
 
     /// Makes a parser with the given bounds.
     public init(maximumLineLength: Int = 2048, maximumLineCount: Int = 100) {
@@ -51,6 +51,7 @@ public struct SMTPReplyParser: Sendable {
     /// Consumes complete lines from `buffer` until one complete reply is read.
     ///
     /// Returns nil when more bytes are needed; unconsumed bytes stay in `buffer`.
+    /// Works on the bytes: only each line's text becomes a `String`.
     public mutating func parse(_ buffer: inout ByteBuffer) throws(SMTPReplyParseError) -> SMTPReply? {
         while true {
             let view = buffer.readableBytesView
@@ -58,37 +59,34 @@ public struct SMTPReplyParser: Sendable {
                 if view.count > maximumLineLength + 1 { throw .lineTooLong(limit: maximumLineLength) }
                 return nil
             }
+            let start = view.startIndex
             var lineEnd = newline
-            if lineEnd > view.startIndex, view[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
-            let length = lineEnd - view.startIndex
-            if length > maximumLineLength { throw .lineTooLong(limit: maximumLineLength) }
-            let line = String(decoding: view[view.startIndex..<lineEnd], as: UTF8.self)
-            buffer.moveReaderIndex(forwardBy: newline - view.startIndex + 1)
-            if let reply = try consume(line: line) { return reply }
+            if lineEnd > start, view[lineEnd - 1] == UInt8(ascii: "\r") { lineEnd -= 1 }
+            if lineEnd - start > maximumLineLength { throw .lineTooLong(limit: maximumLineLength) }
+            let reply = try consume(line: view[start..<lineEnd])
+            buffer.moveReaderIndex(forwardBy: newline - start + 1)
+            if let reply { return reply }
         }
     }
 
-    private mutating func consume(line: String) throws(SMTPReplyParseError) -> SMTPReply? {
-        let utf8 = Array(line.utf8.prefix(4))
-        guard utf8.count >= 3,
-            (UInt8(ascii: "2")...UInt8(ascii: "5")).contains(utf8[0]),
-            utf8[1...2].allSatisfy({ (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0) })
+    private mutating func consume(line: ByteBufferView) throws(SMTPReplyParseError) -> SMTPReply? {
+        let start = line.startIndex
+        guard line.count >= 3,
+            (UInt8(ascii: "2")...UInt8(ascii: "5")).contains(line[start]),
+            Self.isDigit(line[start + 1]), Self.isDigit(line[start + 2])
         else { throw .malformedLine }
-        let code = Int(utf8[0] - 48) * 100 + Int(utf8[1] - 48) * 10 + Int(utf8[2] - 48)
+        let code = Int(line[start] - 48) * 100 + Int(line[start + 1] - 48) * 10 + Int(line[start + 2] - 48)
         let isLast: Bool
-        if utf8.count == 3 {
+        if line.count == 3 || line[start + 3] == UInt8(ascii: " ") {
             isLast = true
-        } else if utf8[3] == UInt8(ascii: " ") {
-            isLast = true
-        } else if utf8[3] == UInt8(ascii: "-") {
+        } else if line[start + 3] == UInt8(ascii: "-") {
             isLast = false
         } else {
             throw .malformedLine
         }
         if let pendingCode, pendingCode != code { throw .inconsistentCode }
         pendingCode = code
-        let text = line.dropFirst(min(4, line.count))
-        pendingLines.append(text)
+        pendingLines.append(String(decoding: line[min(start + 4, line.endIndex)...], as: UTF8.self))
         if pendingLines.count > maximumLineCount { throw .tooManyLines(limit: maximumLineCount) }
         guard isLast else { return nil }
         defer {
@@ -98,18 +96,24 @@ public struct SMTPReplyParser: Sendable {
         return Self.makeReply(code: code, lines: pendingLines)
     }
 
+    private static func isDigit(_ byte: UInt8) -> Bool {
+        (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(byte)
+    }
+
     /// Builds a reply, recognising an enhanced status code at the start of the first
     /// line whose class matches the reply code (RFC 2034 section 4).
-    static func makeReply(code: Int, lines: [Substring]) -> SMTPReply {
-        guard let first = lines.first,
-            let space = first.firstIndex(of: " ") ?? (first.contains(".") ? first.endIndex : nil),
-            let enhanced = EnhancedStatusCode(first[first.startIndex..<space]),
+    static func makeReply(code: Int, lines: [String]) -> SMTPReply {
+        guard let first = lines.first else { return SMTPReply(code: code, lines: lines) }
+        let bytes = first.utf8
+        let space = bytes.firstIndex(of: UInt8(ascii: " ")) ?? (bytes.contains(UInt8(ascii: ".")) ? bytes.endIndex : nil)
+        guard let space,
+            let enhanced = EnhancedStatusCode(first[..<space]),
             enhanced.klass == code / 100
-        else { return SMTPReply(code: code, lines: lines.map(String.init)) }
-        let prefix = first[first.startIndex..<space]
+        else { return SMTPReply(code: code, lines: lines) }
+        let prefix = bytes[..<space]
         let stripped = lines.map { line -> String in
-            guard line.hasPrefix(prefix) else { return String(line) }
-            return String(line.dropFirst(prefix.count).drop { $0 == " " })
+            guard line.utf8.starts(with: prefix) else { return line }
+            return String(Substring(line.utf8.dropFirst(prefix.count).drop { $0 == UInt8(ascii: " ") }))
         }
         return SMTPReply(code: code, enhancedCode: enhanced, lines: stripped)
     }

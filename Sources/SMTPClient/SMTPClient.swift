@@ -13,6 +13,11 @@ import Synchronization
 /// after `timeouts.idle`, and after `maxMessagesPerConnection` messages. A reused
 /// connection that the server closed while it sat idle is replaced once, transparently.
 /// No task is created: idle timers run on the connection's event loop.
+///
+/// Thread affinity: a caller running on one of the client's event loops (a task that
+/// prefers one of `taskExecutors`) is given an idle connection of that loop when there
+/// is one, and a new connection opens on that loop. Its send then never leaves the
+/// thread; any other caller pays one hop onto the connection's loop and one back.
 public final class SMTPClient: Sendable {
     /// The relay and its settings.
     public let configuration: SMTPRelayConfiguration
@@ -60,6 +65,12 @@ public final class SMTPClient: Sendable {
         self.logger = logger
         self.tlsContext = Self.makeTLSContext(configuration)
         self.pool = Mutex(PoolState())
+    }
+
+    /// One task executor per event loop of the client's group: run callers on them
+    /// (`TaskGroup.addTask(executorPreference:)`) to send without thread hops.
+    public var taskExecutors: [EventLoopTaskExecutor] {
+        eventLoopGroup.makeIterator().map { EventLoopTaskExecutor(eventLoop: $0) }
     }
 
     /// Runs one mail transaction on a pooled connection.
@@ -157,6 +168,13 @@ public final class SMTPClient: Sendable {
         }
         let immediate = pool.withLock { state -> Immediate in
             if state.isShutdown { return .failure(Self.shutdownError) }
+            // Prefer the newest idle connection of the caller's own event loop.
+            if let index = state.idle.lastIndex(where: { $0.connection.eventLoop.inEventLoop }) {
+                let entry = state.idle.remove(at: index)
+                if entry.connection.isActive { return .lease(.reuse(entry.connection, uses: entry.uses)) }
+                entry.connection.close()
+                state.open -= 1
+            }
             while let entry = state.idle.popLast() {
                 if entry.connection.isActive { return .lease(.reuse(entry.connection, uses: entry.uses)) }
                 entry.connection.close()

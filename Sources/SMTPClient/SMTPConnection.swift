@@ -38,7 +38,8 @@ actor SMTPConnection {
     ) async throws(SMTPClientError) -> SMTPConnection {
         let implicitTLS = configuration.tlsMode == .implicit
         let serverHostname = Self.sniHostname(configuration.host)
-        let eventLoop = eventLoopGroup.next()
+        // `any()` is the caller's own loop when it runs on one of the group's loops.
+        let eventLoop = eventLoopGroup.any()
         let handler = NIOLoopBoundBox.makeBoxSendingValue(SMTPReplyHandler(), eventLoop: eventLoop)
         let bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(TimeAmount(configuration.timeouts.connect))

@@ -5,6 +5,9 @@
 // Used by bench/smtp.sh, which runs it next to Postfix's smtp-source against smtp-sink.
 // The message is the same bytes every time (as smtp-source's is); `connections`
 // workers share one SMTPClient whose pool holds that many connections, reused with RSET.
+// Each worker runs on one of the client's event loops (`SMTPClient.taskExecutors`), as
+// the delivery service's workers do, so its connection's replies are handled on the
+// thread that waits for them.
 
 import Foundation
 import NIOPosix
@@ -67,12 +70,13 @@ configuration.timeouts.idle = .seconds(30)
 let client = SMTPClient(configuration: configuration)
 let message = OutgoingMessage(mailFrom: "bench@example.com", recipients: ["sink@example.com"], data: makeMessage(size: options.size))
 
+let executors = client.taskExecutors
 let clock = ContinuousClock()
 let start = clock.now
 let failures = await withTaskGroup(of: Int.self) { group in
     for worker in 0..<options.connections {
         let count = options.messages / options.connections + (worker < options.messages % options.connections ? 1 : 0)
-        group.addTask {
+        group.addTask(executorPreference: executors[worker % executors.count]) {
             var failures = 0
             for _ in 0..<count {
                 do {
