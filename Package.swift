@@ -181,7 +181,10 @@ let package = Package(
         .testTarget(name: "SMTPTests", dependencies: ["SMTP"], swiftSettings: swiftSettings),
         .testTarget(
             name: "SMTPClientTests",
-            dependencies: ["SMTPClient", "SMTPTestSupport"],
+            dependencies: [
+                "SMTPClient", "SMTPTestSupport", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(name: "MailTests", dependencies: ["Mail"], swiftSettings: swiftSettings),

@@ -10,9 +10,21 @@ import ServiceLifecycle
 public protocol MessageSender: Sendable {
     /// Runs one SMTP transaction; see `SMTPClient.send`.
     func send(_ message: OutgoingMessage) async throws(SMTPClientError) -> SMTPSendResult
+    /// Executors the workers should run on (worker `i` on executor `i % count`); empty
+    /// for no preference. `SMTPClient` gives its event loops, so that a worker's sends
+    /// run on its connection's thread without a hop each way.
+    var preferredExecutors: [any TaskExecutor] { get }
 }
 
-extension SMTPClient: MessageSender {}
+extension MessageSender {
+    /// No preference: the workers run on the global executor.
+    public var preferredExecutors: [any TaskExecutor] { [] }
+}
+
+extension SMTPClient: MessageSender {
+    /// The client's event loops (`SMTPClient.taskExecutors`).
+    public var preferredExecutors: [any TaskExecutor] { taskExecutors }
+}
 
 /// Tuning of the delivery service.
 public struct DeliveryConfiguration: Sendable {
@@ -84,9 +96,12 @@ public struct DeliveryService: Service {
     /// Runs the workers until graceful shutdown or cancellation.
     public func run() async throws {
         logger.info("delivery started", metadata: ["workers": "\(configuration.concurrency)"])
+        let executors = sender.preferredExecutors
         await withDiscardingTaskGroup { group in
             for index in 0..<configuration.concurrency {
-                group.addTask { await worker(index) }
+                group.addTask(executorPreference: executors.isEmpty ? nil : executors[index % executors.count]) {
+                    await worker(index)
+                }
             }
         }
         logger.info("delivery stopped")

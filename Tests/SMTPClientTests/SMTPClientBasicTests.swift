@@ -1,6 +1,9 @@
+import NIOCore
+import NIOPosix
 import SMTP
 import SMTPClient
 import SMTPTestSupport
+import Synchronization
 import Testing
 
 @Suite("SMTPClient against the in-process server")
@@ -26,6 +29,51 @@ struct SMTPClientBasicTests {
         #expect(!messages[0].hadBareLineFeed)
         await client.shutdown()
         try await server.stop()
+    }
+
+    @Test("a caller on one of the client's event loops is kept to a connection of that loop")
+    func eventLoopAffinity() async throws {
+        let server = TestSMTPServer()
+        try await server.start()
+        // While `slow`, MAIL is answered late, so the first two sends overlap and open two connections.
+        let slow = Atomic<Bool>(true)
+        server.setHandler { context in
+            context.verb == "MAIL" && slow.load(ordering: .relaxed) ? .delayed(.milliseconds(200), .standard) : .standard
+        }
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
+        var configuration = try SMTPRelayConfiguration(url: "smtp://127.0.0.1:\(server.port)?tls=none")
+        configuration.maxConnections = 2
+        configuration.timeouts = .all(.seconds(5))
+        let client = SMTPClient(configuration: configuration, eventLoopGroup: group)
+        let executors = client.taskExecutors
+        #expect(executors.count == 2)
+        func message(_ loop: Int) -> OutgoingMessage {
+            OutgoingMessage(mailFrom: "loop\(loop)@example.com", recipients: ["b@example.com"], data: Self.body)
+        }
+        try await withThrowingTaskGroup(of: Bool.self) { tasks in
+            for (index, executor) in executors.enumerated() {
+                tasks.addTask(executorPreference: executor) {
+                    _ = try await client.send(message(index))
+                    return executor.eventLoop.inEventLoop
+                }
+            }
+            for try await ranOnItsLoop in tasks { #expect(ranOnItsLoop) }
+        }
+        slow.store(false, ordering: .relaxed)
+        for _ in 0..<10 {
+            for (index, executor) in executors.enumerated() {
+                try await withTaskExecutorPreference(executor) { _ = try await client.send(message(index)) }
+            }
+        }
+        let messages = try await server.waitForMessages(count: 22, timeout: .seconds(5))
+        let connectionsByLoop = Dictionary(grouping: messages, by: \.mailFrom).mapValues { Set($0.map(\.connectionIndex)) }
+        #expect(server.connectionCount == 2)
+        #expect(connectionsByLoop["loop0@example.com"]?.count == 1)
+        #expect(connectionsByLoop["loop1@example.com"]?.count == 1)
+        #expect(connectionsByLoop["loop0@example.com"] != connectionsByLoop["loop1@example.com"])
+        await client.shutdown()
+        try await server.stop()
+        try await group.shutdownGracefully()
     }
 
     @Test("STARTTLS with a generated certificate, then AUTH PLAIN")

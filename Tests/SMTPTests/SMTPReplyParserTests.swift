@@ -54,6 +54,27 @@ struct SMTPReplyParserTests {
         #expect(throws: SMTPReplyParseError.lineTooLong(limit: 2048)) { try parser.parse(&buffer) }
     }
 
+    @Test(
+        "enhanced status codes: a class of one digit (2, 4, 5), then two parts of one to three digits",
+        arguments: [
+            ("2.0.0", "2.0.0"), ("5.7.8", "5.7.8"), ("4.4.2", "4.4.2"), ("2.1.23", "2.1.23"), ("5.123.999", "5.123.999"),
+            ("3.0.0", nil), ("22.0.0", nil), ("2.0", nil), ("2.0.0.0", nil), ("2..0", nil), ("2.0.", nil), (".2.0", nil),
+            ("2.1000.0", nil), ("2.0.x", nil), ("2.0.٣", nil), ("", nil),
+        ] as [(String, String?)]
+    )
+    func enhancedCodes(_ text: String, _ expected: String?) {
+        #expect(EnhancedStatusCode(Substring(text))?.description == expected)
+    }
+
+    @Test("a line that is not UTF-8 is read without error, its bytes replaced")
+    func invalidUTF8() throws {
+        var parser = SMTPReplyParser()
+        var buffer = ByteBuffer(bytes: Array("550 5.1.1 caf".utf8) + [0xE9] + Array(" \r\n".utf8))
+        let reply = try #require(try parser.parse(&buffer))
+        #expect(reply.enhancedCode?.description == "5.1.1")
+        #expect(reply.lines == ["caf\u{FFFD} "])
+    }
+
     @Test(arguments: ["hello\r\n", "25\r\n", "250x\r\n", "650 x\r\n", "\r\n"])
     func garbage(_ input: String) {
         var parser = SMTPReplyParser()
