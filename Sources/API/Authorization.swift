@@ -203,7 +203,7 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
     }
 
     func authenticate(_ presented: [UInt8]) async throws -> APIPrincipal {
-        let identity = presented.map { String(format: "%02x", $0) }.joined()
+        let identity = Hex.encode(presented)
         if Self.matchesAny(presented, keyDigests) {
             return APIPrincipal(keyID: "env", scope: .admin, fromDomains: [], identity: identity)
         }

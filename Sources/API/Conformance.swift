@@ -63,10 +63,31 @@ struct ConformanceMiddleware<Context: RequestContext>: RouterMiddleware {
 
     /// The JSON path of the first `null` in the body, if it is JSON and has one.
     static func firstNullField(_ body: ByteBuffer) -> String? {
-        guard body.readableBytesView.firstRange(of: Array("null".utf8)) != nil,
+        guard containsNullLiteral(body),
             let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView), options: [.fragmentsAllowed])
         else { return nil }
         return nullPath(object, prefix: "")
+    }
+
+    /// Whether the bytes `null` occur anywhere (in a string too: then the parse
+    /// that follows finds no null value). A plain loop over the bytes: this runs for
+    /// every JSON request, and the generic `firstRange(of:)` cost a tenth of the CPU
+    /// of the accept path in a profile.
+    static func containsNullLiteral(_ body: ByteBuffer) -> Bool {
+        body.withUnsafeReadableBytes { bytes in
+            guard bytes.count >= 4 else { return false }
+            var index = 0
+            let last = bytes.count - 4
+            while index <= last {
+                if bytes[index] == UInt8(ascii: "n"), bytes[index + 1] == UInt8(ascii: "u"),
+                    bytes[index + 2] == UInt8(ascii: "l"), bytes[index + 3] == UInt8(ascii: "l")
+                {
+                    return true
+                }
+                index += 1
+            }
+            return false
+        }
     }
 
     static func nullPath(_ value: Any, prefix: String) -> String? {

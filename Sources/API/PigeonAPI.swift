@@ -337,7 +337,7 @@ struct PigeonAPI: APIProtocol {
         return IdempotencyRequest(
             scope: APIKeyIdentity.current ?? "anonymous",
             key: key,
-            requestHash: hash.map { String(format: "%02x", $0) }.joined(),
+            requestHash: Hex.encode(hash),
             expiresAt: now().addingTimeInterval(idempotencyTTL)
         )
     }

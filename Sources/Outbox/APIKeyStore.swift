@@ -87,7 +87,7 @@ public final class SQLiteAPIKeys: APIKeyStore {
             lastUsedAt: nil
         )
         let domains = String(decoding: try JSONEncoder().encode(record.fromDomains), as: UTF8.self)
-        let hash = Self.hex(keyDigest)
+        let hash = Hex.encode(keyDigest)
         try await writer.write { db in
             try db.execute(
                 sql: """
@@ -121,7 +121,7 @@ public final class SQLiteAPIKeys: APIKeyStore {
     }
 
     public func key(digest: [UInt8]) async throws -> (record: APIKeyRecord, digest: [UInt8])? {
-        let hash = Self.hex(digest)
+        let hash = Hex.encode(digest)
         return try await writer.read { db in
             guard let row = try Row.fetchOne(db, sql: "SELECT * FROM api_key WHERE key_hash = ?", arguments: [hash]) else {
                 return nil
@@ -153,16 +153,6 @@ public final class SQLiteAPIKeys: APIKeyStore {
         )
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out = [UInt8]()
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
 
     static func bytes(hex: String) -> [UInt8] {
         var result: [UInt8] = []

@@ -243,7 +243,7 @@ public final class SQLiteOutbox: OutboxStore {
         let nowMillis = now.millis
         let due = max(email.scheduledAt?.millis ?? nowMillis, 0)
         let status: EmailStatus = due > nowMillis ? .scheduled : .queued
-        let tagsJSON = try encodeJSON(email.tags)
+        let tagsJSON = JSONText.encode(email.tags)
         try db.cachedStatement(
             sql: """
                 INSERT INTO email (id, status, from_header, mail_from, subject, message_id, requires_smtputf8,
@@ -272,7 +272,16 @@ public final class SQLiteOutbox: OutboxStore {
                 arguments: [email.id, position, recipient.address, recipient.kind.rawValue, nowMillis]
             )
         }
-        try insertEvent(.queued, emailID: email.id, status: status, db: db, now: nowMillis)
+        // The payload from what was just inserted, rather than read back.
+        let payload = EventPayload(
+            emailID: email.id,
+            status: status.rawValue,
+            recipients: email.recipients.map {
+                EventPayload.Recipient(address: $0.address, kind: $0.kind.rawValue, status: RecipientStatus.pending.rawValue)
+            },
+            tags: email.tags
+        )
+        try insertEvent(.queued, emailID: email.id, payload: payload, db: db, now: nowMillis)
         return EnqueueResult(id: email.id, status: status)
     }
 
@@ -304,10 +313,15 @@ public final class SQLiteOutbox: OutboxStore {
             },
             tags: tags
         )
+        try insertEvent(type, emailID: emailID, payload: payload, db: db, now: now)
+    }
+
+    /// Writes an event row with this payload.
+    static func insertEvent(_ type: EventType, emailID: String, payload: EventPayload, db: Database, now: Int64) throws {
         try db.cachedStatement(
             sql: "INSERT INTO event (type, email_id, created_at, payload) VALUES (?, ?, ?, ?)"
         ).execute(
-            arguments: [type.rawValue, emailID, now, try encodeJSON(payload)]
+            arguments: [type.rawValue, emailID, now, payload.json]
         )
     }
 
@@ -418,23 +432,24 @@ public final class SQLiteOutbox: OutboxStore {
             return try await pool.write { db in
                 // One indexed statement: the subquery walks `email_due` from its start.
                 let claimed = try Row.fetchAll(
-                    db,
-                    sql: """
-                        UPDATE email SET status = 'sending', lease_owner = ?, lease_until = ?,
-                            next_attempt_at = ?, updated_at = ?
-                        WHERE id IN (SELECT id FROM email WHERE next_attempt_at <= ?
-                                     ORDER BY next_attempt_at LIMIT ?)
-                        RETURNING id, mail_from, message_id, attempt_count, MAX(created_at, COALESCE(scheduled_at, 0)) AS due_since,
-                            expires_at, requires_smtputf8, has_8bit
-                        """,
+                    db.cachedStatement(
+                        sql: """
+                            UPDATE email SET status = 'sending', lease_owner = ?, lease_until = ?,
+                                next_attempt_at = ?, updated_at = ?
+                            WHERE id IN (SELECT id FROM email WHERE next_attempt_at <= ?
+                                         ORDER BY next_attempt_at LIMIT ?)
+                            RETURNING id, mail_from, message_id, attempt_count, MAX(created_at, COALESCE(scheduled_at, 0)) AS due_since,
+                                expires_at, requires_smtputf8, has_8bit
+                            """
+                    ),
                     arguments: [owner, leaseMillis, leaseMillis, nowMillis, nowMillis, limit]
                 )
                 return try claimed.map { row in
                     let id: String = row["id"]
-                    let data = try Data.fetchOne(db, sql: "SELECT data FROM email_body WHERE email_id = ?", arguments: [id]) ?? Data()
+                    let data =
+                        try Data.fetchOne(db.cachedStatement(sql: "SELECT data FROM email_body WHERE email_id = ?"), arguments: [id]) ?? Data()
                     let recipientRows = try Row.fetchAll(
-                        db,
-                        sql: "SELECT position, address, status FROM recipient WHERE email_id = ? ORDER BY position",
+                        db.cachedStatement(sql: "SELECT position, address, status FROM recipient WHERE email_id = ? ORDER BY position"),
                         arguments: [id]
                     )
                     var all: [Int: RecipientStatus] = [:]
@@ -513,43 +528,46 @@ public final class SQLiteOutbox: OutboxStore {
 
     /// One attempt: recipients, the attempt row, the email's status and its event.
     static func write(_ record: AttemptRecord, db: Database) throws {
+        // Cached statements: this runs for every attempt.
         let owner = try String.fetchOne(
-            db,
-            sql: "SELECT lease_owner FROM email WHERE id = ? AND status = 'sending'",
+            db.cachedStatement(sql: "SELECT lease_owner FROM email WHERE id = ? AND status = 'sending'"),
             arguments: [record.emailID]
         )
         guard owner == record.leaseOwner else { throw OutboxError.leaseLost(emailID: record.emailID) }
         let now = record.finishedAt.millis
         for result in record.recipients {
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     UPDATE recipient SET status = ?, last_code = ?, last_enhanced_code = ?, last_text = ?,
                         updated_at = ?
                     WHERE email_id = ? AND position = ?
-                    """,
+                    """
+            ).execute(
                 arguments: [
                     result.status.rawValue, result.code, result.enhancedCode, result.text.map { String($0.prefix(1000)) },
                     now, record.emailID, result.position,
                 ]
             )
         }
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 INSERT INTO attempt (email_id, number, started_at, finished_at, next_hop, outcome, error, transcript)
                 VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-                """,
+                """
+        ).execute(
             arguments: [
                 record.emailID, record.attemptNumber, record.startedAt.millis, now, record.nextHop,
                 record.status.rawValue, record.error, record.transcript,
             ]
         )
         let final = record.status.isFinal
-        try db.execute(
+        try db.cachedStatement(
             sql: """
                 UPDATE email SET status = ?, attempt_count = ?, next_attempt_at = ?, lease_owner = NULL,
                     lease_until = NULL, failure_reason = ?, updated_at = ?, finished_at = ?
                 WHERE id = ?
-                """,
+                """
+        ).execute(
             arguments: [
                 record.status.rawValue, record.attemptNumber,
                 final ? nil : (record.nextAttemptAt ?? record.finishedAt).millis,
@@ -703,8 +721,8 @@ struct StoredResult: Codable {
 }
 
 /// The JSON payload of an event row.
-struct EventPayload: Codable {
-    struct Recipient: Codable {
+struct EventPayload: Codable, Equatable {
+    struct Recipient: Codable, Equatable {
         var address: String
         var kind: String
         var status: String
