@@ -153,7 +153,6 @@ public final class SQLiteAPIKeys: APIKeyStore {
         )
     }
 
-
     static func bytes(hex: String) -> [UInt8] {
         var result: [UInt8] = []
         var high: UInt8?
