@@ -14,8 +14,8 @@ public struct SMTPDataEncoder: Sendable {
     /// Makes an encoder at the start of a message.
     public init() {}
 
-    /// Appends the encoding of `bytes` to `buffer`: copies runs of ordinary bytes in
-    /// bulk and handles line ends and leading dots one at a time.
+    /// Appends the encoding of `bytes` to `buffer`: copies runs of ordinary bytes and
+    /// CRLFs in bulk, and handles bare line ends and leading dots one at a time.
     public mutating func encode(_ bytes: ArraySlice<UInt8>, into buffer: inout ByteBuffer) {
         bytes.withUnsafeBytes { input in
             var runStart = 0
@@ -36,7 +36,13 @@ public struct SMTPDataEncoder: Sendable {
                     continue
                 }
                 switch byte {
+                case UInt8(ascii: "\r") where index + 1 < input.count && input[index + 1] == UInt8(ascii: "\n"):
+                    // A CRLF is already right: it stays in the run, so a well-formed body
+                    // is copied in one piece.
+                    atLineStart = true
+                    index += 2
                 case UInt8(ascii: "\r"):
+                    // A bare CR, or a CR at the end of this chunk whose LF may come next.
                     buffer.writeBytes(UnsafeRawBufferPointer(rebasing: input[runStart..<index]))
                     pendingCR = true
                     index += 1

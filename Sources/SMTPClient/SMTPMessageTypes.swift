@@ -30,8 +30,18 @@ public struct OutgoingMessage: Sendable {
             recipients: recipients,
             messageSize: data.count,
             requiresSMTPUTF8: nonASCII,
-            has8BitData: has8BitData || data.contains { $0 >= 0x80 }
+            has8BitData: has8BitData || Self.hasHighBit(data)
         )
+    }
+
+    /// Whether some byte is above 127: an OR over the buffer, which the compiler
+    /// vectorizes (this runs for every send).
+    static func hasHighBit(_ bytes: [UInt8]) -> Bool {
+        bytes.withUnsafeBufferPointer { buffer in
+            var combined: UInt8 = 0
+            for byte in buffer { combined |= byte }
+            return combined >= 0x80
+        }
     }
 }
 
