@@ -8,7 +8,7 @@ import NIOCore
 /// `SMTPClient.taskExecutors`), so entering the connection actor and coming back are
 /// jobs queued on the thread already running, instead of a wake-up of another
 /// thread each way. The swift-nio in use has no `EventLoop.taskExecutor` of its own.
-public final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+public final class EventLoopTaskExecutor: TaskExecutor {
     /// The loop the jobs run on.
     public let eventLoop: any EventLoop
 
