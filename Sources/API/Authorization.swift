@@ -53,11 +53,15 @@ public enum APIKeys {
     }
 }
 
-/// A per-key rate limit: `rate` requests a second on average, bursts up to `burst`.
+/// A per-key rate limit: `rate` emails a second on average, bursts up to `burst`.
+///
+/// Every `/v1` request costs one token (so reads and refused requests are limited
+/// too), and a batch costs one per email: the request's token plus `count - 1` that
+/// the batch handler takes after validation.
 public struct RateLimit: Sendable, Hashable {
     /// Tokens added per second.
     public var rate: Double
-    /// The bucket's size.
+    /// The bucket's size: the most emails a key can send at once, and so the largest batch it can ever send.
     public var burst: Int
 
     /// Creates a limit.
@@ -83,23 +87,36 @@ public struct TokenBucket: Sendable, Hashable {
         self.updatedAt = now
     }
 
-    /// Takes one token: nil when there was one, else how long until there is.
-    public mutating func take(now: Double) -> Duration? {
+    /// Takes `count` tokens, all or none: nil when there were enough, else how long
+    /// until the bucket holds `retryCost` tokens (by default `count`).
+    ///
+    /// All or none, so that a refused batch leaves the bucket as it found it.
+    /// `retryCost` is for a caller that already took part of a request's cost: the
+    /// batch handler takes `count - 1` after the middleware's one, and the client's
+    /// retry will need all `count` again, so that is what `Retry-After` must wait for.
+    /// A cost larger than the burst is answered with the wait for a full bucket; the
+    /// batch handler refuses such a batch before it asks.
+    public mutating func take(_ count: Int = 1, now: Double, retryCost: Int? = nil) -> Duration? {
         if now > updatedAt {
             tokens = min(Double(limit.burst), tokens + (now - updatedAt) * limit.rate)
             updatedAt = now
         }
-        if tokens >= 1 {
-            tokens -= 1
+        if tokens >= Double(count) {
+            tokens -= Double(count)
             return nil
         }
+        let needed = Double(min(retryCost ?? count, limit.burst))
         guard limit.rate > 0 else { return .seconds(3600) }
-        return .milliseconds(Int64(((1 - tokens) / limit.rate * 1000).rounded(.up)))
+        return .milliseconds(Int64(((needed - tokens) / limit.rate * 1000).rounded(.up)))
     }
 }
 
 /// The buckets of every key seen (bounded by the number of valid keys: a bucket is
 /// made only after the key is authenticated).
+///
+/// One instance is shared by `APIKeyMiddleware` (one token per request) and the batch
+/// handler (the rest of a batch's cost); the lock makes each take atomic, so two
+/// concurrent batches of one key cannot both spend the same tokens.
 final class RateLimiter: Sendable {
     let limit: RateLimit
     private let buckets = Mutex<[String: TokenBucket]>([:])
@@ -110,16 +127,29 @@ final class RateLimiter: Sendable {
         self.clock = clock
     }
 
-    /// nil when the request may go on, else the wait before the next one can.
-    func take(_ identity: String) -> Duration? {
+    /// Takes `count` tokens from the key's bucket, all or none: nil when taken, else
+    /// the wait until it holds `retryCost` (by default `count`).
+    func take(_ identity: String, count: Int = 1, retryCost: Int? = nil) -> Duration? {
         let now = clock()
         let limit = self.limit
         return buckets.withLock { buckets in
             var bucket = buckets[identity] ?? TokenBucket(limit: limit, now: now)
-            let wait = bucket.take(now: now)
+            let wait = bucket.take(count, now: now, retryCost: retryCost)
             buckets[identity] = bucket
             return wait
         }
+    }
+
+    /// `Retry-After` in whole seconds, rounded up and at least 1 (RFC 9110 section 10.2.3).
+    static func retryAfterSeconds(_ wait: Duration) -> Int {
+        let components = wait.components
+        return max(1, Int((Double(components.seconds) + Double(components.attoseconds) / 1e18).rounded(.up)))
+    }
+
+    /// `100/s, burst 200`, for problem details.
+    static func format(_ limit: RateLimit) -> String {
+        let rate = limit.rate == limit.rate.rounded() ? "\(Int(limit.rate))" : "\(limit.rate)"
+        return "\(rate)/s, burst \(limit.burst)"
     }
 
     static let monotonicSeconds: @Sendable () -> Double = {
@@ -138,7 +168,8 @@ final class RateLimiter: Sendable {
 /// again in constant time. Every configured key is compared, every byte, so neither
 /// the position of a differing byte nor a key's length leaks through timing.
 /// A revoked key is 401; a `send` key on `/v1/webhooks` is 403; over the rate limit
-/// is 429 with `Retry-After`.
+/// is 429 with `Retry-After`. Each request takes one token here; a batch's other
+/// emails are charged by its handler (`PigeonAPI.chargeBatch`), on the same limiter.
 struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
     let keyDigests: [[UInt8]]
     let store: (any APIKeyStore)?
@@ -146,10 +177,11 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
     let usage = UsageRecorder()
     let logger: Logger
 
-    init(keys: [String], store: (any APIKeyStore)? = nil, rateLimit: RateLimit? = nil, logger: Logger = Logger(label: "pigeon.api")) {
+    /// `limiter` is shared with the handlers (`registerRoutes`), so a batch's emails come out of the same bucket.
+    init(keys: [String], store: (any APIKeyStore)?, limiter: RateLimiter?, logger: Logger) {
         keyDigests = keys.map(APIKeys.digest)
         self.store = store
-        self.limiter = rateLimit.map { RateLimiter(limit: $0) }
+        self.limiter = limiter
         self.logger = logger
     }
 
@@ -178,12 +210,12 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
             )
         }
         if let limiter, let wait = limiter.take(principal.identity) {
-            let seconds = max(1, Int((Double(wait.components.seconds) + Double(wait.components.attoseconds) / 1e18).rounded(.up)))
+            let seconds = RateLimiter.retryAfterSeconds(wait)
             throw APIProblem(
                 status: .tooManyRequests,
                 kind: "rate-limited",
                 title: "Too Many Requests",
-                detail: "This API key is over its rate limit of \(Self.format(limiter.limit)); retry after \(seconds) s.",
+                detail: "This API key is over its rate limit of \(RateLimiter.format(limiter.limit)); retry after \(seconds) s.",
                 headers: [.retryAfter: "\(seconds)"]
             )
         }
@@ -237,11 +269,6 @@ struct APIKeyMiddleware<Context: RequestContext>: RouterMiddleware {
         }
         return found == 1
     }
-
-    static func format(_ limit: RateLimit) -> String {
-        let rate = limit.rate == limit.rate.rounded() ? "\(Int(limit.rate))" : "\(limit.rate)"
-        return "\(rate)/s, burst \(limit.burst)"
-    }
 }
 
 /// Writes `last_used_at` at most once a minute per key, so a busy key costs no write per request.
@@ -272,5 +299,42 @@ extension PigeonAPI {
                 errors: [.init(field: field, code: "sender_not_allowed", message: "this key may not send from this domain")]
             )
         }
+    }
+
+    /// Charges a batch's emails beyond the first to the key's bucket (the middleware
+    /// took one token for the request): nil when the batch may go on, else the answer
+    /// refusing it.
+    ///
+    /// Called after validation and the sender policy, so only a batch that would be
+    /// stored pays for its emails, and before the enqueue, so a refused batch stores
+    /// nothing. The tokens are taken all or none. A batch of more emails than the
+    /// key's burst could never pass, so it is 422 naming `emails` rather than a 429
+    /// whose `Retry-After` the client would obey forever. Otherwise an empty-enough
+    /// bucket is 429 with `Retry-After` until the bucket holds the whole batch again,
+    /// the request's own token included, since the client's retry pays for both.
+    func chargeBatch(count: Int) -> Operations.SendEmailBatch.Output? {
+        guard let limiter = rateLimiter, let identity = APIKeyIdentity.current else { return nil }
+        let burst = limiter.limit.burst
+        guard count <= burst else {
+            let problem = Components.Schemas.Problem(
+                _type: APIProblem.typeURI("validation"),
+                title: "Validation failed",
+                status: 422,
+                detail:
+                    "This batch holds \(count) emails, more than this API key's burst of \(burst) (PIGEON_RATE_LIMIT_BURST); send at most \(burst) at once.",
+                errors: [.init(field: "emails", code: "exceeds_burst", message: "a batch may hold at most \(burst) emails for this key")]
+            )
+            return .unprocessableContent(.init(body: .applicationProblemJson(problem)))
+        }
+        guard count > 1, let wait = limiter.take(identity, count: count - 1, retryCost: count) else { return nil }
+        let seconds = RateLimiter.retryAfterSeconds(wait)
+        let problem = Components.Schemas.Problem(
+            _type: APIProblem.typeURI("rate-limited"),
+            title: "Too Many Requests",
+            status: 429,
+            detail:
+                "This batch of \(count) emails is over this API key's rate limit of \(RateLimiter.format(limiter.limit)) (one per email); nothing was stored; retry after \(seconds) s."
+        )
+        return .tooManyRequests(.init(headers: .init(retryAfter: seconds), body: .applicationProblemJson(problem)))
     }
 }

@@ -56,11 +56,13 @@ public func registerRoutes<Context: RequestContext>(
 ) throws {
     router.add(middleware: RequestLogMiddleware(logger: logger))
     router.add(middleware: ProblemMiddleware(logger: logger))
+    // One limiter for the middleware (a token per request) and the batch handler (a token per further email).
+    let limiter = configuration.rateLimit.map { RateLimiter(limit: $0) }
     router.add(
         middleware: APIKeyMiddleware(
             keys: configuration.apiKeys,
             store: configuration.keyStore,
-            rateLimit: configuration.rateLimit,
+            limiter: limiter,
             logger: logger
         )
     )
@@ -70,6 +72,7 @@ public func registerRoutes<Context: RequestContext>(
     handler.webhooks = webhooks
     handler.onAccepted = configuration.onAccepted
     handler.operations = configuration.operations
+    handler.rateLimiter = limiter
     let (seconds, attoseconds) = configuration.idempotencyTTL.components
     handler.idempotencyTTL = TimeInterval(seconds) + TimeInterval(attoseconds) / 1e18
     try handler.registerHandlers(
@@ -92,6 +95,8 @@ struct PigeonAPI: APIProtocol {
     var operations: OperationsEndpoints?
     /// Webhook endpoints and the event feed (`PigeonAPI+Webhooks.swift`); nil when not set up.
     var webhooks: WebhookManagement?
+    /// The per-key limiter the API key middleware also takes from; nil without `PIGEON_RATE_LIMIT`.
+    var rateLimiter: RateLimiter?
 
     func getHealth(_ input: Operations.GetHealth.Input) async throws -> Operations.GetHealth.Output {
         .ok(.init(body: .json(.init(status: .ok))))
@@ -150,6 +155,7 @@ struct PigeonAPI: APIProtocol {
             return .unprocessableContent(.init(body: .applicationProblemJson(problem)))
         }
         try checkSenderPolicy(emails, batch: true)
+        if let refusal = chargeBatch(count: emails.count) { return refusal }
         let idempotency = idempotencyRequest(key: input.headers.idempotencyKey, body: body, namespace: "batch")
         do {
             let reply = try await outbox.enqueue(emails, idempotency: idempotency)

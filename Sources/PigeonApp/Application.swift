@@ -57,8 +57,9 @@ public func buildApplication(
     }
 
     let client = SMTPClient(configuration: configuration.relay, logger: logger)
-    let webhooks = try await WebhookAssembly(configuration.webhooks, outbox: outbox, logger: logger)
+    var webhooks = try await WebhookAssembly(configuration.webhooks, outbox: outbox, logger: logger)
     let metrics = PigeonMetrics(outbox: outbox, logger: logger)
+    webhooks.service.onAttemptFinished = { outcome in metrics.webhooks.record(outcome) }
     if configuration.apiKeys.isEmpty {
         let active = try await outbox.apiKeys.list().filter { $0.revokedAt == nil }
         guard !active.isEmpty else {
@@ -86,6 +87,7 @@ public func buildApplication(
     apiConfiguration.keyStore = outbox.apiKeys
     apiConfiguration.rateLimit = configuration.rateLimit
     apiConfiguration.onAccepted = { count in metrics.accepted.increment(by: Int64(count)) }
+    let disk = DiskSpaceCheck(databasePath: configuration.databasePath, minimumFreeBytes: configuration.minFreeDiskBytes)
     apiConfiguration.operations = OperationsEndpoints(
         readiness: {
             var database: String?
@@ -94,7 +96,11 @@ public func buildApplication(
             } catch {
                 database = "\(error)"
             }
-            return [("database", database), ("delivery", deliveryRunning.isRunning ? nil : "the delivery service is not running")]
+            var checks: [(name: String, problem: String?)] = [
+                ("database", database), ("delivery", deliveryRunning.isRunning ? nil : "the delivery service is not running"),
+            ]
+            if disk.isEnabled { checks.append(("disk", disk.problem())) }
+            return checks
         },
         metrics: { await metrics.render() }
     )

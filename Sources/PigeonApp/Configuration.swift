@@ -23,6 +23,13 @@ public struct Setting: Sendable, Hashable {
         Setting(environment: "PIGEON_LISTEN", flag: "listen", defaultValue: "127.0.0.1:8080", help: "HTTP listen address, host:port."),
         Setting(environment: "PIGEON_DATABASE", flag: "database", defaultValue: "./pigeon.sqlite", help: "The SQLite outbox file."),
         Setting(
+            environment: "PIGEON_MIN_FREE_DISK",
+            flag: "min-free-disk",
+            defaultValue: "64MB",
+            help:
+                "/readyz is 503 (check `disk`) while the database's file system has less free; bytes or KB, MB, GB, TB (powers of 1024); 0 turns it off."
+        ),
+        Setting(
             environment: "PIGEON_SMTP_URL",
             flag: "smtp-url",
             defaultValue: nil,
@@ -51,13 +58,15 @@ public struct Setting: Sendable, Hashable {
             environment: "PIGEON_RATE_LIMIT",
             flag: "rate-limit",
             defaultValue: nil,
-            help: "Requests per second per API key (token bucket), e.g. 100 or 0.5; unset for no limit. 429 with Retry-After above."
+            help:
+                "Emails per second per API key (token bucket; a batch costs one per email, any other request one), e.g. 100 or 0.5; unset for no limit. 429 with Retry-After above."
         ),
         Setting(
             environment: "PIGEON_RATE_LIMIT_BURST",
             flag: "rate-limit-burst",
             defaultValue: nil,
-            help: "The bucket size: requests a key may make at once (default twice PIGEON_RATE_LIMIT, at least 1)."
+            help:
+                "The bucket size: emails a key may send at once, and so its largest batch (default twice PIGEON_RATE_LIMIT, at least 1)."
         ),
         Setting(
             environment: "PIGEON_RETRY_SCHEDULE",
@@ -173,6 +182,8 @@ public struct PigeonConfiguration: Sendable {
     public var port: Int
     /// The SQLite outbox file.
     public var databasePath: String
+    /// `/readyz` fails its `disk` check below this many free bytes in the database's folder; 0 turns the check off.
+    public var minFreeDiskBytes: Int64 = 64 << 20
     /// The relay.
     public var relay: SMTPRelayConfiguration
     /// Accepted bearer keys (admin scope); may be empty when the database has keys.
@@ -312,6 +323,8 @@ public struct PigeonConfiguration: Sendable {
             throw ConfigurationError(setting: "PIGEON_LOG_FORMAT", message: "must be text or json")
         }
 
+        let minFreeDisk = try parseByteCount("PIGEON_MIN_FREE_DISK", value("PIGEON_MIN_FREE_DISK") ?? "64MB")
+
         let webhooks = try parseWebhooks(value)
         var configuration = PigeonConfiguration(
             host: host,
@@ -331,6 +344,7 @@ public struct PigeonConfiguration: Sendable {
         )
         configuration.webhooks = webhooks
         configuration.rateLimit = rateLimit
+        configuration.minFreeDiskBytes = minFreeDisk
         return configuration
     }
 
@@ -341,6 +355,29 @@ public struct PigeonConfiguration: Sendable {
         if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         guard !host.isEmpty, let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { throw error }
         return (host, port)
+    }
+
+    /// Parses a size: a whole number of bytes, or one followed by `KB`, `MB`, `GB`, `TB`
+    /// or `PB` (also `K`/`KiB`, ...; any case), each a power of 1024 as `df -h` and
+    /// Docker count, so `64MB` is 67,108,864 bytes.
+    static func parseByteCount(_ name: String, _ text: String) throws(ConfigurationError) -> Int64 {
+        let error = ConfigurationError(setting: name, message: "'\(text)' is not a size (bytes, or e.g. 512KB, 64MB, 2GB)")
+        let trimmed = text.trimmingCharacters(in: .whitespaces)
+        let digits = trimmed.prefix { $0.isASCII && $0.isNumber }
+        guard !digits.isEmpty, let number = Int64(digits) else { throw error }
+        let unit = trimmed.dropFirst(digits.count).trimmingCharacters(in: .whitespaces).uppercased()
+        let exponents: [String: Int64] = [
+            "": 0, "B": 0, "K": 1, "KB": 1, "KIB": 1, "M": 2, "MB": 2, "MIB": 2, "G": 3, "GB": 3, "GIB": 3,
+            "T": 4, "TB": 4, "TIB": 4, "P": 5, "PB": 5, "PIB": 5,
+        ]
+        guard let exponent = exponents[unit] else { throw error }
+        var bytes = number
+        for _ in 0..<exponent {
+            let (product, overflow) = bytes.multipliedReportingOverflow(by: 1024)
+            guard !overflow else { throw error }
+            bytes = product
+        }
+        return bytes
     }
 
     static func parseInt(_ name: String, _ text: String?, range: ClosedRange<Int>) throws(ConfigurationError) -> Int {

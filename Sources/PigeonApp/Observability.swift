@@ -16,6 +16,7 @@ final class PigeonMetrics: Sendable {
     let registry = PrometheusCollectorRegistry()
     let factory: PrometheusMetricsFactory
     let delivery: DeliveryMetrics
+    let webhooks: WebhookMetrics
     let accepted: CoreMetrics.Counter
     let outbox: SQLiteOutbox
     let logger: Logger
@@ -28,6 +29,7 @@ final class PigeonMetrics: Sendable {
         ]
         self.factory = factory
         self.delivery = DeliveryMetrics(factory: factory)
+        self.webhooks = WebhookMetrics(factory: factory)
         self.accepted = CoreMetrics.Counter(label: "pigeon_emails_accepted_total", factory: factory)
         self.outbox = outbox
         self.logger = logger
@@ -35,29 +37,82 @@ final class PigeonMetrics: Sendable {
 
     /// The Prometheus text exposition (format 0.0.4), the database gauges read now.
     func render() async -> String {
+        // Made at each scrape: `MetricNameDescriptor` is not Sendable, and the registry
+        // returns the gauge it already has for a name and labels.
+        let emails = MetricNameDescriptor(metricName: "pigeon_emails", unitName: "", helpText: "Emails in the outbox by status.")
+        let oldestDueAge = MetricNameDescriptor(
+            metricName: "pigeon_queue_oldest_due_age",
+            unitName: "seconds",
+            helpText: "Seconds since the oldest waiting email became due (0 when none is overdue)."
+        )
+        let webhookDeliveries = MetricNameDescriptor(
+            metricName: "pigeon_webhook_deliveries",
+            unitName: "",
+            helpText: "Webhook deliveries by status (one per event and endpoint)."
+        )
+        let readable = MetricNameDescriptor(
+            metricName: "pigeon_outbox_readable",
+            unitName: "",
+            helpText: "1 when the last scrape could read the outbox."
+        )
         do {
             let gauges = try await outbox.gauges()
             for status in EmailStatus.allCases {
-                registry.makeGauge(name: "pigeon_emails", labels: [("status", status.rawValue)], help: "Emails in the outbox by status.")
+                registry.makeGauge(descriptor: emails, labels: [("status", status.rawValue)])
                     .set(Double(gauges.emailsByStatus[status] ?? 0))
             }
-            registry.makeGauge(
-                name: "pigeon_queue_oldest_due_age_seconds",
-                help: "Seconds since the oldest waiting email became due (0 when none is overdue)."
-            ).set(gauges.oldestDueAge)
+            registry.makeGauge(descriptor: oldestDueAge).set(gauges.oldestDueAge)
             for status in ["pending", "succeeded", "failed"] {
-                registry.makeGauge(
-                    name: "pigeon_webhook_deliveries",
-                    labels: [("status", status)],
-                    help: "Webhook deliveries by status (one per event and endpoint)."
-                ).set(Double(gauges.webhookDeliveriesByStatus[status] ?? 0))
+                registry.makeGauge(descriptor: webhookDeliveries, labels: [("status", status)])
+                    .set(Double(gauges.webhookDeliveriesByStatus[status] ?? 0))
             }
-            registry.makeGauge(name: "pigeon_outbox_readable", help: "1 when the last scrape could read the outbox.").set(1.0)
+            registry.makeGauge(descriptor: readable).set(1.0)
         } catch {
             logger.warning("metrics: reading the outbox failed", metadata: ["error": "\(error)"])
-            registry.makeGauge(name: "pigeon_outbox_readable", help: "1 when the last scrape could read the outbox.").set(0.0)
+            registry.makeGauge(descriptor: readable).set(0.0)
         }
         return registry.emitToString()
+    }
+}
+
+/// `pigeon_webhook_attempts_total{outcome}`: webhook POSTs by what the webhook service
+/// decided after each, counted as they finish (`WebhookService.onAttemptFinished`).
+///
+/// The outcomes are the service's decisions, named as `webhook_attempt.outcome` and
+/// the deliveries API name them: `succeeded` (a 2xx), `retrying` (a retry is
+/// scheduled), `failed` (no retry left; the delivery failed for good, and after
+/// `PIGEON_WEBHOOK_MAX_CONSECUTIVE_FAILURES` of those in a row the store disables the
+/// endpoint), and `gone` (the receiver answered 410: the delivery failed and the
+/// endpoint is disabled). The gauge `pigeon_webhook_deliveries{status}` says where the
+/// deliveries stand; this counter says how the attempts went, so its rate shows a
+/// receiver that has started failing before any delivery has run out of retries.
+struct WebhookMetrics: Sendable {
+    let succeeded: CoreMetrics.Counter
+    let retrying: CoreMetrics.Counter
+    let failed: CoreMetrics.Counter
+    let gone: CoreMetrics.Counter
+
+    static let label = "pigeon_webhook_attempts_total"
+
+    /// Creates the four series on `factory`, so each is exported (at 0) from the start.
+    init(factory: any MetricsFactory) {
+        func counter(_ outcome: String) -> CoreMetrics.Counter {
+            CoreMetrics.Counter(label: Self.label, dimensions: [("outcome", outcome)], factory: factory)
+        }
+        succeeded = counter("succeeded")
+        retrying = counter("retrying")
+        failed = counter("failed")
+        gone = counter("gone")
+    }
+
+    /// Counts one finished attempt.
+    func record(_ outcome: WebhookAttemptOutcome) {
+        switch outcome {
+        case .succeeded: succeeded.increment()
+        case .retry: retrying.increment()
+        case .failed: failed.increment()
+        case .endpointGone: gone.increment()
+        }
     }
 }
 

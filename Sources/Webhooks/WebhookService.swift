@@ -22,6 +22,15 @@ public struct WebhookService: Service {
     let configuration: WebhookConfiguration
     let logger: Logger
     let now: @Sendable () -> Date
+    /// Told the decision of each attempt as it finishes, for `pigeon_webhook_attempts_total{outcome}`.
+    ///
+    /// A closure rather than swift-metrics counters so that this module needs no metrics
+    /// dependency (the HTTP layer counts accepted emails the same way); PigeonApp turns
+    /// it into counters on the application's registry. It is called once per POST that
+    /// got an answer or a transport error, after the attempt is recorded (so the counter
+    /// is never ahead of the `pigeon_webhook_deliveries` gauge) or its recording failed
+    /// (the POST was made all the same), and not for a POST abandoned by shutdown.
+    public var onAttemptFinished: @Sendable (WebhookAttemptOutcome) -> Void = { _ in }
 
     /// Creates the service.
     public init(
@@ -51,7 +60,8 @@ public struct WebhookService: Service {
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             // A shutdown interrupts a POST in progress (it may wait up to the timeout);
             // that attempt is not recorded and its lease runs out, so it is made again.
-            let sent = (try? await cancelWhenGracefulShutdown { await deliverDue(limit: 2) }) ?? 0
+            // `deliverDue` does not throw, so neither does this (`rethrows`).
+            let sent = await cancelWhenGracefulShutdown { await deliverDue(limit: 2) }
             if sent == 0 { await waitForWork() }
         }
     }
@@ -174,5 +184,6 @@ public struct WebhookService: Service {
             // The lease runs out and the delivery is tried again: at least once, never lost.
             logger.error("recording a webhook attempt failed", metadata: ["error": "\(error)", "event_id": "\(delivery.webhookID)"])
         }
+        onAttemptFinished(outcome)
     }
 }

@@ -26,6 +26,7 @@ struct Serve: AsyncParsableCommand {
 
     @Option(help: "PIGEON_LISTEN: HTTP listen address, host:port (default 127.0.0.1:8080).") var listen: String?
     @Option(help: "PIGEON_DATABASE: the SQLite outbox file (default ./pigeon.sqlite).") var database: String?
+    @Option(name: .customLong("min-free-disk"), help: "PIGEON_MIN_FREE_DISK: /readyz fails below it (default 64MB; 0 off).") var minFreeDisk: String?
     @Option(name: .customLong("smtp-url"), help: "PIGEON_SMTP_URL: the relay, e.g. smtp://user:pass@host:587?tls=required.") var smtpURL: String?
     @Option(name: .customLong("smtp-ca-file"), help: "PIGEON_SMTP_CA_FILE: CA certificates (PEM) for the relay.") var smtpCAFile: String?
     @Option(name: .customLong("smtp-max-connections"), help: "PIGEON_SMTP_MAX_CONNECTIONS (default 8).") var smtpMaxConnections: String?
@@ -57,6 +58,7 @@ struct Serve: AsyncParsableCommand {
         tuneMalloc()
         let flags: [String: String?] = [
             "PIGEON_LISTEN": listen, "PIGEON_DATABASE": database, "PIGEON_SMTP_URL": smtpURL,
+            "PIGEON_MIN_FREE_DISK": minFreeDisk,
             "PIGEON_SMTP_CA_FILE": smtpCAFile, "PIGEON_SMTP_MAX_CONNECTIONS": smtpMaxConnections,
             "PIGEON_API_KEYS": apiKeys, "PIGEON_RATE_LIMIT": rateLimit, "PIGEON_RATE_LIMIT_BURST": rateLimitBurst,
             "PIGEON_RETRY_SCHEDULE": retrySchedule,

@@ -1,4 +1,9 @@
+import Foundation
+import HTTPTypes
 import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
 import Outbox
 import Testing
 
@@ -34,6 +39,19 @@ struct TokenBucketTests {
         #expect(bucket.take(now: 10) == .seconds(1))
     }
 
+    @Test("several tokens are taken all or none; the wait is for the retry's whole cost")
+    func takeSeveral() {
+        var bucket = TokenBucket(limit: RateLimit(rate: 1, burst: 10), now: 0)
+        #expect(bucket.take(8, now: 0) == nil)
+        #expect(bucket.tokens == 2)
+        // 7 more do not fit: none are taken, and a retry needing 8 waits for 6 more tokens.
+        #expect(bucket.take(7, now: 0, retryCost: 8) == .seconds(6))
+        #expect(bucket.tokens == 2)
+        #expect(bucket.take(2, now: 0) == nil)
+        // A cost above the burst waits only for a full bucket (the batch handler refuses such a cost first).
+        #expect(bucket.take(20, now: 0) == .seconds(10))
+    }
+
     @Test("the limiter keeps one bucket per key")
     func perKey() {
         let limiter = RateLimiter(limit: RateLimit(rate: 1, burst: 1)) { 0 }
@@ -62,5 +80,104 @@ struct TokenBucketTests {
         #expect(!principal.maySend(from: "noreply@sub.acme.example"))
         #expect(!principal.maySend(from: "acme.example"))
         #expect(APIPrincipal(keyID: "env", scope: .admin, fromDomains: [], identity: "x").maySend(from: "a@b.example"))
+    }
+}
+
+/// `PIGEON_RATE_LIMIT` counts emails: a batch costs one token per email.
+@Suite("Rate limit in emails: a batch costs one per email")
+struct BatchRateLimitTests {
+    static let key = "rate-test-key-0123456789abcdef"
+
+    /// The routes over a temporary outbox with a 0.1/s, burst 10 limit (refill is
+    /// negligible while a test runs, so the token counts below are exact).
+    func withAPI(_ body: @Sendable (any TestClientProtocol, SQLiteOutbox) async throws -> Void) async throws {
+        let directory = NSTemporaryDirectory() + "pigeon-rate-" + UUID().uuidString
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let outbox = try SQLiteOutbox(path: directory + "/outbox.sqlite")
+        let router = Router()
+        var logger = Logger(label: "api-test")
+        logger.logLevel = .critical
+        var configuration = APIConfiguration(apiKeys: [Self.key])
+        configuration.rateLimit = RateLimit(rate: 0.1, burst: 10)
+        try registerRoutes(on: router, outbox: outbox, configuration: configuration, logger: logger)
+        try await Application(router: router, logger: logger).test(.router) { client in try await body(client, outbox) }
+    }
+
+    static func email(_ index: Int) -> String {
+        #"{"from": "noreply@acme.example", "to": ["user\#(index)@example.com"], "subject": "Hi", "text": "x"}"#
+    }
+
+    static func batch(_ count: Int) -> ByteBuffer {
+        ByteBuffer(string: #"{"emails": ["# + (0..<count).map(email).joined(separator: ",") + "]}")
+    }
+
+    /// A batch whose every email has a bad From.
+    static func invalidBatch(_ count: Int) -> ByteBuffer {
+        let email = #"{"from": "nope", "to": ["ada@example.com"], "subject": "s", "text": "x"}"#
+        return ByteBuffer(string: #"{"emails": ["# + Array(repeating: email, count: count).joined(separator: ",") + "]}")
+    }
+
+    func post(_ client: any TestClientProtocol, _ uri: String, _ body: ByteBuffer) async throws -> TestResponse {
+        try await client.execute(
+            uri: uri,
+            method: .post,
+            headers: [.authorization: "Bearer \(Self.key)", .contentType: "application/json"],
+            body: body
+        )
+    }
+
+    func stored(_ outbox: SQLiteOutbox) async throws -> Int {
+        try await outbox.countByStatus().values.reduce(0, +)
+    }
+
+    @Test("burst 10: a batch of 8 passes; a second batch of 8 is 429 with Retry-After and stores nothing")
+    func secondBatchIsLimited() async throws {
+        try await withAPI { client, outbox in
+            #expect(try await post(client, "/v1/emails/batch", Self.batch(8)).status == .accepted)
+            #expect(try await stored(outbox) == 8)
+
+            let limited = try await post(client, "/v1/emails/batch", Self.batch(8))
+            #expect(limited.status == .tooManyRequests)
+            #expect(limited.headers[.contentType]?.hasPrefix("application/problem+json") == true)
+            // The request took 1 of the 2 tokens left; the retry needs all 8: 7 more at 0.1/s.
+            #expect(limited.headers[.retryAfter] == "70")
+            let problem = try JSONDecoder().decode(ProblemDocument.self, from: Data(limited.body.readableBytesView))
+            #expect(problem.type == "https://pigeon.dev/problems/rate-limited")
+            #expect(problem.status == 429)
+            #expect(try await stored(outbox) == 8)
+
+            // The refused batch took only its request's token: one email still passes, then the bucket is empty.
+            let single = ByteBuffer(string: Self.email(99))
+            #expect(try await post(client, "/v1/emails", single).status == .accepted)
+            #expect(try await post(client, "/v1/emails", single).status == .tooManyRequests)
+            #expect(try await stored(outbox) == 9)
+        }
+    }
+
+    @Test("a batch larger than the burst can never pass: 422 naming `emails`, nothing stored, no tokens spent beyond the request's")
+    func batchOverBurst() async throws {
+        try await withAPI { client, outbox in
+            let response = try await post(client, "/v1/emails/batch", Self.batch(11))
+            #expect(response.status == .unprocessableContent)
+            let problem = try JSONDecoder().decode(ProblemDocument.self, from: Data(response.body.readableBytesView))
+            #expect(problem.errors?.map(\.code) == ["exceeds_burst"])
+            #expect(problem.errors?.map(\.field) == ["emails"])
+            #expect(problem.detail?.contains("burst of 10") == true)
+            #expect(try await stored(outbox) == 0)
+            // 9 tokens are left: a batch of exactly 9 passes.
+            #expect(try await post(client, "/v1/emails/batch", Self.batch(9)).status == .accepted)
+            #expect(try await stored(outbox) == 9)
+        }
+    }
+
+    @Test("an invalid batch costs one token (its request), not one per email")
+    func invalidBatchCostsOne() async throws {
+        try await withAPI { client, outbox in
+            let invalid = try await post(client, "/v1/emails/batch", Self.invalidBatch(8))
+            #expect(invalid.status == .unprocessableContent)
+            #expect(try await post(client, "/v1/emails/batch", Self.batch(9)).status == .accepted)
+            #expect(try await stored(outbox) == 9)
+        }
     }
 }

@@ -170,6 +170,58 @@ struct OperationsEndToEndTests {
         }
     }
 
+    @Test("the limit counts emails: burst 10, a batch of 8 passes, a second batch of 8 right after is 429 and stores nothing")
+    func batchCostsOnePerEmail() async throws {
+        let smtp = TestSMTPServer()
+        try await smtp.start()
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let database = directory.path + "/outbox.sqlite"
+        let batch = #"{"emails": ["# + Array(repeating: Self.email, count: 8).joined(separator: ",") + "]}"
+
+        try await withPigeon(smtp: smtp, database: database, settings: ["PIGEON_RATE_LIMIT": "1", "PIGEON_RATE_LIMIT_BURST": "10"]) { client in
+            #expect(try await client.call("/v1/emails/batch", method: .post, key: testKey, json: batch).status == .accepted)
+            let limited = try await client.call("/v1/emails/batch", method: .post, key: testKey, json: batch)
+            #expect(limited.status == .tooManyRequests)
+            #expect(limited.headers[.contentType]?.hasPrefix("application/problem+json") == true)
+            // 1 of the 2 tokens left went to the request; the retry needs 8 at 1/s: about 7 s.
+            let retryAfter = try #require(limited.headers[.retryAfter].flatMap { Int($0) })
+            #expect((6...7).contains(retryAfter))
+            #expect(try jsonObject(limited.body)["status"] as? Int == 429)
+        }
+        let counts = try await storedCounts(database)
+        #expect(counts.values.reduce(0, +) == 8)
+    }
+
+    @Test("/readyz is 503 naming `disk` below PIGEON_MIN_FREE_DISK; 0 turns the check off")
+    func readinessDiskSpace() async throws {
+        let smtp = TestSMTPServer()
+        try await smtp.start()
+        let directory = try TemporaryDirectory()
+        defer { directory.remove() }
+        let database = directory.path + "/outbox.sqlite"
+
+        try await withPigeon(smtp: smtp, database: database, settings: ["PIGEON_MIN_FREE_DISK": "1PB"]) { client in
+            let response = try await client.call("/readyz", key: nil)
+            #expect(response.status == .serviceUnavailable)
+            let body = try jsonObject(response.body)
+            #expect(body["status"] as? String == "not_ready")
+            let checks = try #require(body["checks"] as? [String: String])
+            #expect(checks["database"] == "ok")
+            #expect(checks["delivery"] == "ok")
+            let disk = try #require(checks["disk"])
+            #expect(disk.contains("free in \(directory.path)"), "\(disk)")
+            #expect(disk.hasSuffix("less than PIGEON_MIN_FREE_DISK (1 PB)"), "\(disk)")
+            // Accepting still works: readiness steers traffic, it refuses nothing.
+            #expect(try await client.call("/v1/emails", method: .post, key: testKey, json: Self.email).status == .accepted)
+        }
+        try await withPigeon(smtp: smtp, database: database, settings: ["PIGEON_MIN_FREE_DISK": "0"]) { client in
+            let response = try await client.call("/readyz", key: nil)
+            #expect(response.status == .ok)
+            #expect(try jsonObject(response.body)["checks"] as? [String: String] == ["database": "ok", "delivery": "ok"])
+        }
+    }
+
     @Test("no key appears in the logs (trace level) or in the database file")
     func keysNeverStoredOrLogged() async throws {
         let smtp = TestSMTPServer()
@@ -255,7 +307,7 @@ struct OperationsEndToEndTests {
             #expect(ready.status == .ok)
             let body = try jsonObject(ready.body)
             #expect(body["status"] as? String == "ready")
-            #expect(body["checks"] as? [String: String] == ["database": "ok", "delivery": "ok"])
+            #expect(body["checks"] as? [String: String] == ["database": "ok", "delivery": "ok", "disk": "ok"])
 
             let before = try metricValues(try await client.call("/metrics", key: nil))
             #expect(before["pigeon_emails_accepted_total"] ?? 0 == 0)

@@ -152,6 +152,65 @@ struct WebhookEndToEndTests {
         }
     }
 
+    @Test("/metrics counts webhook attempts by outcome: 200s succeed; 500s are retried, then fail for good")
+    func attemptOutcomeMetrics() async throws {
+        let status = Mutex(HTTPResponse.Status.ok)
+        let router = Router()
+        router.post("/hook") { request, _ -> HTTPResponse.Status in
+            _ = try await request.body.collect(upTo: 1 << 20)
+            return status.withLock { $0 }
+        }
+        let receiverApp = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
+        try await receiverApp.test(.live) { receiverClient in
+            let port = try #require(receiverClient.port)
+            let smtp = TestSMTPServer()
+            try await smtp.start()
+            let directory = try TemporaryDirectory()
+            defer { directory.remove() }
+            let settings = [
+                "PIGEON_WEBHOOK_URL": "http://127.0.0.1:\(port)/hook",
+                "PIGEON_WEBHOOK_SECRET": Self.secret,
+                "PIGEON_WEBHOOK_ALLOW_PRIVATE": "true",
+                "PIGEON_WEBHOOK_RETRY_SCHEDULE": "200ms",
+            ]
+            try await withPigeon(smtp: smtp, database: directory.path + "/outbox.sqlite", settings: settings) { client in
+                func attempts(_ outcome: String) -> String { "pigeon_webhook_attempts_total{outcome=\"\(outcome)\"}" }
+                /// Scrapes until `done` holds (or 10 s pass) and returns the last scrape.
+                func scrape(until done: ([String: Double]) -> Bool) async throws -> [String: Double] {
+                    var values: [String: Double] = [:]
+                    let deadline = ContinuousClock.now + .seconds(10)
+                    while ContinuousClock.now < deadline {
+                        values = try metricValues(try await client.execute(uri: "/metrics", method: .get))
+                        if done(values) { break }
+                        try await Task.sleep(for: .milliseconds(50))
+                    }
+                    return values
+                }
+
+                let start = try await scrape { _ in true }
+                for outcome in ["succeeded", "retrying", "failed", "gone"] {
+                    #expect(start[attempts(outcome)] == 0, "\(outcome) is exported from the start")
+                }
+
+                // email.queued and email.sent, both answered 200.
+                _ = try await client.waitForStatus(try await client.sendSimpleEmail(), "sent")
+                let delivered = try await scrape { $0[attempts("succeeded")] == 2 }
+                #expect(delivered[attempts("succeeded")] == 2)
+                #expect(delivered[attempts("retrying")] == 0)
+
+                // Two more webhooks, answered 500: each is retried once after 200 ms, then fails for good.
+                status.withLock { $0 = .internalServerError }
+                _ = try await client.waitForStatus(try await client.sendSimpleEmail(), "sent")
+                let failing = try await scrape { $0[attempts("failed")] == 2 }
+                #expect(failing[attempts("succeeded")] == 2)
+                #expect(failing[attempts("retrying")] == 2)
+                #expect(failing[attempts("failed")] == 2)
+                #expect(failing[attempts("gone")] == 0)
+                #expect(failing["pigeon_webhook_deliveries{status=\"failed\"}"] == 2)
+            }
+        }
+    }
+
     @Test("A webhook endpoint that never answers does not slow email delivery")
     func downEndpointDoesNotSlowDelivery() async throws {
         // An endpoint that accepts connections and never answers: each POST waits the full 15 s timeout.

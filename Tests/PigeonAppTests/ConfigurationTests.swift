@@ -22,6 +22,20 @@ struct ConfigurationTests {
         #expect(configuration.idempotencyTTL == .seconds(86_400))
         #expect(configuration.retention == .seconds(30 * 86_400))
         #expect(configuration.maxAttachmentBytes == 26_214_400)
+        #expect(configuration.minFreeDiskBytes == 64 * 1024 * 1024)
+    }
+
+    @Test(
+        "PIGEON_MIN_FREE_DISK takes bytes or a unit in powers of 1024; 0 turns the check off",
+        arguments: [
+            ("0", 0), ("1048576", 1_048_576), ("512KB", 524_288), ("64MB", 67_108_864), ("64mb", 67_108_864), ("64M", 67_108_864),
+            ("64MiB", 67_108_864), ("2 GB", 2_147_483_648), ("1PB", 1_125_899_906_842_624), ("10B", 10),
+        ] as [(String, Int64)]
+    )
+    func minFreeDisk(text: String, bytes: Int64) throws {
+        var environment = Self.base
+        environment["PIGEON_MIN_FREE_DISK"] = text
+        #expect(try PigeonConfiguration.load(environment: environment).minFreeDiskBytes == bytes)
     }
 
     @Test("A flag wins over the environment, which wins over the default")
@@ -51,6 +65,11 @@ struct ConfigurationTests {
             (["PIGEON_LOG_LEVEL": "loud"], "PIGEON_LOG_LEVEL"),
             (["PIGEON_LOG_FORMAT": "xml"], "PIGEON_LOG_FORMAT"),
             (["PIGEON_SMTP_CA_FILE": "/nonexistent/ca.pem"], "PIGEON_SMTP_CA_FILE"),
+            (["PIGEON_MIN_FREE_DISK": "lots"], "PIGEON_MIN_FREE_DISK"),
+            (["PIGEON_MIN_FREE_DISK": "-1"], "PIGEON_MIN_FREE_DISK"),
+            (["PIGEON_MIN_FREE_DISK": "64XB"], "PIGEON_MIN_FREE_DISK"),
+            (["PIGEON_MIN_FREE_DISK": "MB"], "PIGEON_MIN_FREE_DISK"),
+            (["PIGEON_MIN_FREE_DISK": "99999999PB"], "PIGEON_MIN_FREE_DISK"),
         ] as [([String: String], String)]
     )
     func badSetting(settings: [String: String], named: String) {

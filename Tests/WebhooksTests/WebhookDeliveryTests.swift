@@ -130,6 +130,47 @@ struct WebhookDeliveryTests {
         await fixture.remove()
     }
 
+    @Test("Each finished attempt reports the service's decision: succeeded, retrying, failed for good, gone")
+    func attemptOutcomesReported() async throws {
+        // Email 1: 200. Email 2: 500, then 500 on its one retry. Email 3: 410.
+        let receiver = TestHTTPReceiver { index in
+            switch index {
+            case 0: .respond(200)
+            case 1, 2: .respond(500)
+            default: .respond(410)
+            }
+        }
+        let fixture = try await Fixture(receiver: receiver)
+        _ = try await fixture.createEndpoint()
+        var service = fixture.service(policy: WebhookRetryPolicy(schedule: [.seconds(5)]))
+        let reported = Mutex<[String]>([])
+        service.onAttemptFinished = { outcome in
+            let name =
+                switch outcome {
+                case .succeeded: "succeeded"
+                case .retry: "retrying"
+                case .failed: "failed"
+                case .endpointGone: "gone"
+                }
+            reported.withLock { $0.append(name) }
+        }
+
+        try await fixture.enqueue()
+        #expect(await service.deliverDue(limit: 10) == 1)
+        #expect(reported.withLock { $0 } == ["succeeded"])
+        try await fixture.enqueue()
+        #expect(await service.deliverDue(limit: 10) == 1)
+        #expect(reported.withLock { $0 } == ["succeeded", "retrying"])
+        fixture.clock.advance(seconds: 5)
+        #expect(await service.deliverDue(limit: 10) == 1)
+        #expect(reported.withLock { $0 } == ["succeeded", "retrying", "failed"])
+        try await fixture.enqueue()
+        #expect(await service.deliverDue(limit: 10) == 1)
+        #expect(reported.withLock { $0 } == ["succeeded", "retrying", "failed", "gone"])
+        #expect(receiver.requests.count == 4)
+        await fixture.remove()
+    }
+
     @Test("The body is the event, in Standard Webhooks' envelope, with the event's data")
     func body() async throws {
         let receiver = TestHTTPReceiver()
