@@ -153,7 +153,7 @@ public struct DeliveryService: Service {
     }
 
     private func cancelWhenGracefulShutdownIgnoringErrors(_ operation: @escaping @Sendable () async -> Void) async {
-        _ = try? await cancelWhenGracefulShutdown {
+        await cancelWhenGracefulShutdown {
             await operation()
         }
     }

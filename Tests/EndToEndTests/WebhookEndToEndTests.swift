@@ -374,7 +374,7 @@ enum Python {
         process.standardInput = Pipe()
         // Never share the test's output pipes: `swift test` waits for every writer to close them.
         process.standardOutput = FileHandle.nullDevice
-        FileManager.default.createFile(atPath: directory + "/receiver.log", contents: nil)
+        _ = FileManager.default.createFile(atPath: directory + "/receiver.log", contents: nil)
         process.standardError = FileHandle(forWritingAtPath: directory + "/receiver.log") ?? FileHandle.nullDevice
         try process.run()
         return process
