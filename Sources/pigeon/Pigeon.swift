@@ -31,7 +31,8 @@ struct Serve: AsyncParsableCommand {
     @Option(name: .customLong("smtp-ca-file"), help: "PIGEON_SMTP_CA_FILE: CA certificates (PEM) for the relay.") var smtpCAFile: String?
     @Option(name: .customLong("smtp-max-connections"), help: "PIGEON_SMTP_MAX_CONNECTIONS (default 8).") var smtpMaxConnections: String?
     @Option(name: .customLong("api-keys"), help: "PIGEON_API_KEYS: comma-separated bearer keys.") var apiKeys: String?
-    @Option(name: .customLong("rate-limit"), help: "PIGEON_RATE_LIMIT: emails per second per key, a batch costs one per email (default none).") var rateLimit: String?
+    @Option(name: .customLong("rate-limit"), help: "PIGEON_RATE_LIMIT: emails per second per key, a batch costs one per email (default none).")
+    var rateLimit: String?
     @Option(name: .customLong("rate-limit-burst"), help: "PIGEON_RATE_LIMIT_BURST (default twice the rate).") var rateLimitBurst: String?
     @Option(name: .customLong("retry-schedule"), help: "PIGEON_RETRY_SCHEDULE (default 5m,10m,20m,40m,1h).") var retrySchedule: String?
     @Option(name: .customLong("max-queue-lifetime"), help: "PIGEON_MAX_QUEUE_LIFETIME (default 5d).") var maxQueueLifetime: String?
