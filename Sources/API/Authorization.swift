@@ -87,6 +87,11 @@ public struct TokenBucket: Sendable, Hashable {
         self.updatedAt = now
     }
 
+    /// Puts back `count` tokens taken for work that did not happen (never above the burst).
+    public mutating func giveBack(_ count: Int) {
+        tokens = min(Double(limit.burst), tokens + Double(count))
+    }
+
     /// Takes `count` tokens, all or none: nil when there were enough, else how long
     /// until the bucket holds `retryCost` tokens (by default `count`).
     ///
@@ -138,6 +143,13 @@ final class RateLimiter: Sendable {
             buckets[identity] = bucket
             return wait
         }
+    }
+
+    /// Puts back `count` tokens into the key's bucket: a batch charged before the outbox
+    /// answered that it stored nothing new (an idempotent replay, a reused key, a 503).
+    func giveBack(_ identity: String, count: Int) {
+        guard count > 0 else { return }
+        buckets.withLock { buckets in buckets[identity]?.giveBack(count) }
     }
 
     /// `Retry-After` in whole seconds, rounded up and at least 1 (RFC 9110 section 10.2.3).
@@ -305,9 +317,9 @@ extension PigeonAPI {
     /// took one token for the request): nil when the batch may go on, else the answer
     /// refusing it.
     ///
-    /// Called after validation and the sender policy, so only a batch that would be
-    /// stored pays for its emails, and before the enqueue, so a refused batch stores
-    /// nothing. The tokens are taken all or none. A batch of more emails than the
+    /// Called after validation and the sender policy, so an invalid batch pays only the
+    /// request's token, and before the enqueue, so a refused batch stores nothing; when
+    /// the outbox then stores nothing new, `refundBatch` gives the tokens back. The tokens are taken all or none. A batch of more emails than the
     /// key's burst could never pass, so it is 422 naming `emails` rather than a 429
     /// whose `Retry-After` the client would obey forever. Otherwise an empty-enough
     /// bucket is 429 with `Retry-After` until the bucket holds the whole batch again,
@@ -333,8 +345,16 @@ extension PigeonAPI {
             title: "Too Many Requests",
             status: 429,
             detail:
-                "This batch of \(count) emails is over this API key's rate limit of \(RateLimiter.format(limiter.limit)) (one per email); nothing was stored; retry after \(seconds) s."
+                "This batch of \(count) emails is over this API key's rate limit of \(RateLimiter.format(limiter.limit)) (one per email); this request stored nothing; retry after \(seconds) s."
         )
         return .tooManyRequests(.init(headers: .init(retryAfter: seconds), body: .applicationProblemJson(problem)))
+    }
+
+    /// Gives back what `chargeBatch` took when the outbox stored nothing new: an
+    /// idempotent replay (the first request paid), a key reused with another body (409),
+    /// or an outbox that could not write (503).
+    func refundBatch(count: Int) {
+        guard let limiter = rateLimiter, let identity = APIKeyIdentity.current else { return }
+        limiter.giveBack(identity, count: count - 1)
     }
 }

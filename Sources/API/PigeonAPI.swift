@@ -22,6 +22,9 @@ public struct APIConfiguration: Sendable {
     public var keyStore: (any APIKeyStore)?
     /// The per-key rate limit, if any.
     public var rateLimit: RateLimit?
+    /// Seconds on a monotonic clock, for the rate limit's buckets; nil is the process's
+    /// monotonic clock. Tests set a clock that moves only when they move it.
+    public var rateLimitClock: (@Sendable () -> Double)?
     /// Told how many emails each accepted request stored (for the metrics).
     public var onAccepted: @Sendable (Int) -> Void = { _ in }
     /// `/readyz` and `/metrics`.
@@ -57,7 +60,9 @@ public func registerRoutes<Context: RequestContext>(
     router.add(middleware: RequestLogMiddleware(logger: logger))
     router.add(middleware: ProblemMiddleware(logger: logger))
     // One limiter for the middleware (a token per request) and the batch handler (a token per further email).
-    let limiter = configuration.rateLimit.map { RateLimiter(limit: $0) }
+    let limiter = configuration.rateLimit.map {
+        RateLimiter(limit: $0, clock: configuration.rateLimitClock ?? RateLimiter.monotonicSeconds)
+    }
     router.add(
         middleware: APIKeyMiddleware(
             keys: configuration.apiKeys,
@@ -155,18 +160,36 @@ struct PigeonAPI: APIProtocol {
             return .unprocessableContent(.init(body: .applicationProblemJson(problem)))
         }
         try checkSenderPolicy(emails, batch: true)
-        if let refusal = chargeBatch(count: emails.count) { return refusal }
         let idempotency = idempotencyRequest(key: input.headers.idempotencyKey, body: body, namespace: "batch")
+        if let refusal = chargeBatch(count: emails.count) {
+            // A retry of a batch already stored costs nothing more: answer it as the
+            // first request was answered rather than refuse it.
+            guard let idempotency else { return refusal }
+            do {
+                guard let reply = try await outbox.replay(idempotency) else { return refusal }
+                return Self.acceptedBatch(reply)
+            } catch OutboxError.idempotencyMismatch {
+                return .conflict(.init(body: .applicationProblemJson(Self.idempotencyMismatchProblem)))
+            } catch {
+                return refusal
+            }
+        }
         do {
             let reply = try await outbox.enqueue(emails, idempotency: idempotency)
-            if !reply.replayed { onAccepted(reply.results.count) }
-            let data = reply.results.map { Components.Schemas.EmailAccepted(id: $0.id, status: Self.status($0.status)) }
-            return .accepted(.init(body: .json(.init(data: data))))
+            if reply.replayed { refundBatch(count: emails.count) } else { onAccepted(reply.results.count) }
+            return Self.acceptedBatch(reply)
         } catch OutboxError.idempotencyMismatch {
+            refundBatch(count: emails.count)
             return .conflict(.init(body: .applicationProblemJson(Self.idempotencyMismatchProblem)))
         } catch {
+            refundBatch(count: emails.count)
             return .serviceUnavailable(unavailable(error))
         }
+    }
+
+    static func acceptedBatch(_ reply: EnqueueReply) -> Operations.SendEmailBatch.Output {
+        let data = reply.results.map { Components.Schemas.EmailAccepted(id: $0.id, status: Self.status($0.status)) }
+        return .accepted(.init(body: .json(.init(data: data))))
     }
 
     func getEmail(_ input: Operations.GetEmail.Input) async throws -> Operations.GetEmail.Output {

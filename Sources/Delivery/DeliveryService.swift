@@ -12,7 +12,9 @@ public protocol MessageSender: Sendable {
     func send(_ message: OutgoingMessage) async throws(SMTPClientError) -> SMTPSendResult
     /// Executors the workers should run on (worker `i` on executor `i % count`); empty
     /// for no preference. `SMTPClient` gives its event loops, so that a worker's sends
-    /// run on its connection's thread without a hop each way.
+    /// run on its connection's thread without a hop each way. They must outlive the
+    /// service: a job given to a shut-down event loop never runs (the app uses NIO's
+    /// singleton group, which is never shut down).
     var preferredExecutors: [any TaskExecutor] { get }
 }
 
@@ -147,14 +149,9 @@ public struct DeliveryService: Service {
             }
         }
         let until = deadline
-        await cancelWhenGracefulShutdownIgnoringErrors {
-            await outbox.waitForWork(until: until)
-        }
-    }
-
-    private func cancelWhenGracefulShutdownIgnoringErrors(_ operation: @escaping @Sendable () async -> Void) async {
+        // A graceful shutdown ends the wait at once.
         await cancelWhenGracefulShutdown {
-            await operation()
+            await outbox.waitForWork(until: until)
         }
     }
 

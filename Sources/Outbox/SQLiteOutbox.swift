@@ -18,6 +18,8 @@ public protocol OutboxStore: Sendable {
     /// Commits emails, their recipients, their `email.queued` events and the
     /// idempotency key (if any) in one transaction; a replayed key stores nothing.
     func enqueue(_ emails: [NewEmail], idempotency: IdempotencyRequest?) async throws -> EnqueueReply
+    /// The first answer for a known, live idempotency key, or nil; reads only.
+    func replay(_ idempotency: IdempotencyRequest) async throws -> EnqueueReply?
     /// Cancels an email not yet sent; throws `notFound` or `conflict`.
     func cancel(id: String, now: Date) async throws -> EmailDetails
     /// A page of emails, newest first.
@@ -197,26 +199,16 @@ public final class SQLiteOutbox: OutboxStore {
     /// One request's emails and idempotency key, inside the group transaction.
     static func insert(_ job: EnqueueJob, db: Database, now: Date) throws -> EnqueueReply {
         if let idempotency = job.idempotency {
-            let row = try Row.fetchOne(
-                db,
-                sql: "SELECT request_hash, response, expires_at FROM idempotency_key WHERE scope = ? AND key = ?",
-                arguments: [idempotency.scope, idempotency.key]
-            )
-            if let row {
-                let expiresAt: Int64 = row["expires_at"]
-                if expiresAt > now.millis {
-                    guard row["request_hash"] == idempotency.requestHash else { throw OutboxError.idempotencyMismatch }
-                    let response: String = row["response"]
-                    let stored = try JSONDecoder().decode([StoredResult].self, from: Data(response.utf8))
-                    return EnqueueReply(
-                        results: stored.map { EnqueueResult(id: $0.id, status: EmailStatus(rawValue: $0.status) ?? .queued) },
-                        replayed: true
-                    )
-                }
+            switch try lookUp(idempotency, db: db, now: now) {
+            case .replay(let reply):
+                return reply
+            case .expired:
                 try db.execute(
                     sql: "DELETE FROM idempotency_key WHERE scope = ? AND key = ?",
                     arguments: [idempotency.scope, idempotency.key]
                 )
+            case .unknown:
+                break
             }
         }
         var results: [EnqueueResult] = []
@@ -237,6 +229,51 @@ public final class SQLiteOutbox: OutboxStore {
             )
         }
         return EnqueueReply(results: results, replayed: false)
+    }
+
+    enum IdempotencyLookup {
+        case unknown
+        case expired
+        case replay(EnqueueReply)
+    }
+
+    /// What the outbox knows of an idempotency key: the first request's answer while
+    /// the key lives; `idempotencyMismatch` when it was used with another body.
+    static func lookUp(_ idempotency: IdempotencyRequest, db: Database, now: Date) throws -> IdempotencyLookup {
+        let row = try Row.fetchOne(
+            db.cachedStatement(sql: "SELECT request_hash, response, expires_at FROM idempotency_key WHERE scope = ? AND key = ?"),
+            arguments: [idempotency.scope, idempotency.key]
+        )
+        guard let row else { return .unknown }
+        let expiresAt: Int64 = row["expires_at"]
+        guard expiresAt > now.millis else { return .expired }
+        guard row["request_hash"] == idempotency.requestHash else { throw OutboxError.idempotencyMismatch }
+        let response: String = row["response"]
+        let stored = try JSONDecoder().decode([StoredResult].self, from: Data(response.utf8))
+        return .replay(
+            EnqueueReply(
+                results: stored.map { EnqueueResult(id: $0.id, status: EmailStatus(rawValue: $0.status) ?? .queued) },
+                replayed: true
+            )
+        )
+    }
+
+    /// The first request's answer if this idempotency key is known and alive (a read;
+    /// nothing is stored). Throws `idempotencyMismatch` when the key was used with
+    /// another body. `enqueue` checks the same inside its transaction; this is for a
+    /// caller that must decide before enqueueing (the rate limit of a batch).
+    public func replay(_ idempotency: IdempotencyRequest) async throws -> EnqueueReply? {
+        let now = clock()
+        do {
+            return try await pool.read { db in
+                if case .replay(let reply) = try Self.lookUp(idempotency, db: db, now: now) { return reply }
+                return nil
+            }
+        } catch let error as OutboxError {
+            throw error
+        } catch {
+            throw OutboxError.map(error)
+        }
     }
 
     static func insert(_ email: NewEmail, db: Database, now: Date) throws -> EnqueueResult {

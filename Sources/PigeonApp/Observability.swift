@@ -78,12 +78,12 @@ final class PigeonMetrics: Sendable {
 /// `pigeon_webhook_attempts_total{outcome}`: webhook POSTs by what the webhook service
 /// decided after each, counted as they finish (`WebhookService.onAttemptFinished`).
 ///
-/// The outcomes are the service's decisions, named as `webhook_attempt.outcome` and
-/// the deliveries API name them: `succeeded` (a 2xx), `retrying` (a retry is
+/// The outcomes are the service's decisions: `succeeded` (a 2xx), `retrying` (a retry is
 /// scheduled), `failed` (no retry left; the delivery failed for good, and after
 /// `PIGEON_WEBHOOK_MAX_CONSECUTIVE_FAILURES` of those in a row the store disables the
 /// endpoint), and `gone` (the receiver answered 410: the delivery failed and the
-/// endpoint is disabled). The gauge `pigeon_webhook_deliveries{status}` says where the
+/// endpoint is disabled; the deliveries API and `webhook_attempt.outcome` record
+/// such an attempt as `failed`, so `failed` plus `gone` here is what they call failed). The gauge `pigeon_webhook_deliveries{status}` says where the
 /// deliveries stand; this counter says how the attempts went, so its rate shows a
 /// receiver that has started failing before any delivery has run out of retries.
 struct WebhookMetrics: Sendable {

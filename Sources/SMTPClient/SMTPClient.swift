@@ -69,6 +69,9 @@ public final class SMTPClient: Sendable {
 
     /// One task executor per event loop of the client's group: run callers on them
     /// (`TaskGroup.addTask(executorPreference:)`) to send without thread hops.
+    ///
+    /// The group must outlive every task that prefers one of them: NIO drops a job
+    /// given to a loop that has shut down, and that task would never resume.
     public var taskExecutors: [EventLoopTaskExecutor] {
         eventLoopGroup.makeIterator().map { EventLoopTaskExecutor(eventLoop: $0) }
     }

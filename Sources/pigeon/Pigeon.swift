@@ -196,9 +196,13 @@ struct Check: AsyncParsableCommand {
 /// at the top of a thread's heap, and takes it again on the next request: under load
 /// that was madvise calls, TLB shootdowns between the cores and page faults, about a
 /// sixth of the accept rate (bench/outbox.sh: ~4,700 against ~5,700 accepted/s). Keep
-/// up to 64 MB free per heap instead, and stop the mmap threshold from moving. Peak
-/// memory is unchanged; memory is returned once the excess passes 64 MB. An operator's
-/// own `GLIBC_TUNABLES` or `MALLOC_*_` settings win.
+/// up to 64 MB free per heap instead, and stop the mmap threshold from moving (blocks
+/// of 4 MB and more, such as large request bodies, are still mapped and unmapped on
+/// their own). The cost: each of glibc's per-thread heaps (up to 8 per core) may keep
+/// up to 64 MB it no longer uses instead of returning it; in the benchmark peak RSS
+/// did not change (115-119 MB either way). An operator's own `GLIBC_TUNABLES` or
+/// `MALLOC_*_` settings win, e.g. `GLIBC_TUNABLES=glibc.malloc.trim_threshold=131072`
+/// for the default.
 func tuneMalloc() {
     #if canImport(Glibc)
     let environment = ProcessInfo.processInfo.environment

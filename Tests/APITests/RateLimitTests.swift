@@ -100,6 +100,8 @@ struct BatchRateLimitTests {
         logger.logLevel = .critical
         var configuration = APIConfiguration(apiKeys: [Self.key])
         configuration.rateLimit = RateLimit(rate: 0.1, burst: 10)
+        // Time stands still unless a test moves it: no refill between requests, however slow the machine.
+        configuration.rateLimitClock = { 1_000 }
         try registerRoutes(on: router, outbox: outbox, configuration: configuration, logger: logger)
         try await Application(router: router, logger: logger).test(.router) { client in try await body(client, outbox) }
     }
@@ -118,13 +120,15 @@ struct BatchRateLimitTests {
         return ByteBuffer(string: #"{"emails": ["# + Array(repeating: email, count: count).joined(separator: ",") + "]}")
     }
 
-    func post(_ client: any TestClientProtocol, _ uri: String, _ body: ByteBuffer) async throws -> TestResponse {
-        try await client.execute(
-            uri: uri,
-            method: .post,
-            headers: [.authorization: "Bearer \(Self.key)", .contentType: "application/json"],
-            body: body
-        )
+    func post(_ client: any TestClientProtocol, _ uri: String, _ body: ByteBuffer, idempotencyKey: String? = nil) async throws -> TestResponse {
+        var headers: HTTPFields = [.authorization: "Bearer \(Self.key)", .contentType: "application/json"]
+        if let idempotencyKey { headers[HTTPField.Name("Idempotency-Key")!] = idempotencyKey }
+        return try await client.execute(uri: uri, method: .post, headers: headers, body: body)
+    }
+
+    func ids(_ response: TestResponse) throws -> [String] {
+        let object = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [String: Any]
+        return (object?["data"] as? [[String: Any]])?.compactMap { $0["id"] as? String } ?? []
     }
 
     func stored(_ outbox: SQLiteOutbox) async throws -> Int {
@@ -152,6 +156,38 @@ struct BatchRateLimitTests {
             #expect(try await post(client, "/v1/emails", single).status == .accepted)
             #expect(try await post(client, "/v1/emails", single).status == .tooManyRequests)
             #expect(try await stored(outbox) == 9)
+        }
+    }
+
+    @Test("a retried batch (same Idempotency-Key) is answered as the first was, even with an empty bucket, and costs only its request")
+    func replayIsNotRefused() async throws {
+        try await withAPI { client, outbox in
+            let first = try await post(client, "/v1/emails/batch", Self.batch(8), idempotencyKey: "retry-me")
+            #expect(first.status == .accepted)
+            // 2 tokens left; the replay's request takes 1 and its batch cannot be charged: answered anyway.
+            let replay = try await post(client, "/v1/emails/batch", Self.batch(8), idempotencyKey: "retry-me")
+            #expect(replay.status == .accepted)
+            let firstIDs = try ids(first)
+            #expect(firstIDs.count == 8)
+            #expect(try ids(replay) == firstIDs)
+            #expect(try await stored(outbox) == 8)
+            // The same key with another body is still a conflict, not a 429.
+            #expect(try await post(client, "/v1/emails/batch", Self.batch(7), idempotencyKey: "retry-me").status == .conflict)
+        }
+    }
+
+    @Test("tokens charged to a batch that the outbox answers from an earlier request are given back")
+    func replayRefunds() async throws {
+        try await withAPI { client, outbox in
+            let first = try await post(client, "/v1/emails/batch", Self.batch(4), idempotencyKey: "k")
+            #expect(first.status == .accepted)
+            // 6 left: the replay takes 1 + 3, the outbox replays, the 3 come back: 5 left.
+            #expect(try await post(client, "/v1/emails/batch", Self.batch(4), idempotencyKey: "k").status == .accepted)
+            #expect(try await stored(outbox) == 4)
+            // A new batch of 5 needs all 5 (1 + 4): it passes only if the 3 came back.
+            #expect(try await post(client, "/v1/emails/batch", Self.batch(5)).status == .accepted)
+            #expect(try await stored(outbox) == 9)
+            #expect(try await post(client, "/v1/emails", ByteBuffer(string: Self.email(99))).status == .tooManyRequests)
         }
     }
 
