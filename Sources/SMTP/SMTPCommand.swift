@@ -15,6 +15,9 @@ public enum SMTPCommand: Sendable, Hashable {
     case authPlain(initialResponse: String)
     /// `AUTH LOGIN`.
     case authLogin
+    /// `AUTH XOAUTH2 <base64>` with the initial response (an OAuth 2.0 bearer token, as
+    /// Google's and Microsoft's mail servers take it).
+    case authXOAuth2(initialResponse: String)
     /// A base64 line answering a 334 challenge; redacted in transcripts.
     case authResponse(String)
     /// `MAIL FROM:<address> parameters` (RFC 5321 section 4.1.1.2).
@@ -38,6 +41,7 @@ public enum SMTPCommand: Sendable, Hashable {
         case .startTLS: "STARTTLS"
         case .authPlain(let response): "AUTH PLAIN \(response)"
         case .authLogin: "AUTH LOGIN"
+        case .authXOAuth2(let response): "AUTH XOAUTH2 \(response)"
         case .authResponse(let response): response
         case .mail(let from, let parameters): (["MAIL FROM:<\(from)>"] + parameters).joined(separator: " ")
         case .rcpt(let to, let parameters): (["RCPT TO:<\(to)>"] + parameters).joined(separator: " ")
@@ -52,6 +56,7 @@ public enum SMTPCommand: Sendable, Hashable {
     public var transcriptLine: String {
         switch self {
         case .authPlain: "AUTH PLAIN <redacted>"
+        case .authXOAuth2: "AUTH XOAUTH2 <redacted>"
         case .authResponse: "<redacted>"
         default: line
         }

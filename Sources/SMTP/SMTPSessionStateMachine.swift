@@ -22,11 +22,12 @@ public struct SMTPSessionStateMachine: Sendable {
         case none
     }
 
-    /// A user name and password for AUTH PLAIN or LOGIN.
+    /// A user name and password for AUTH PLAIN or LOGIN, or a user name and an OAuth 2.0
+    /// access token for XOAUTH2.
     public struct Credentials: Sendable, Hashable {
         /// The authentication identity.
         public var username: String
-        /// The password; never in a transcript or a description.
+        /// The password (the access token for XOAUTH2); never in a transcript or a description.
         public var password: String
 
         /// Makes credentials.
@@ -48,7 +49,8 @@ public struct SMTPSessionStateMachine: Sendable {
         public var credentials: Credentials?
         /// AUTH may be sent without TLS (only `tls=none` to loopback).
         public var allowsPlaintextAuthentication: Bool
-        /// The SASL mechanisms to use, most preferred first; `PLAIN` and `LOGIN` are implemented.
+        /// The SASL mechanisms to use, most preferred first; `PLAIN`, `LOGIN` and `XOAUTH2`
+        /// are implemented.
         public var authMechanisms: [String]
 
         /// Makes a configuration.
@@ -91,6 +93,10 @@ public struct SMTPSessionStateMachine: Sendable {
         case handshake
         case authPlain
         case authLogin(step: Int)
+        case authXOAuth2
+        /// The server answered the token with a 334 error challenge and was sent the
+        /// empty response that ends the exchange; its final reply is awaited.
+        case authXOAuth2Refused(challenge: String)
         case ready
         case failed
     }
@@ -114,7 +120,7 @@ public struct SMTPSessionStateMachine: Sendable {
         case .greeting: .greeting
         case .ehlo, .helo: .ehlo
         case .startTLS, .handshake: .startTLS
-        case .authPlain, .authLogin: .auth
+        case .authPlain, .authLogin, .authXOAuth2, .authXOAuth2Refused: .auth
         case .ready, .failed: .mail
         }
     }
@@ -173,6 +179,26 @@ public struct SMTPSessionStateMachine: Sendable {
             let secret = step == 0 ? credentials.username : credentials.password
             return .send(.authResponse(SMTPBase64.encode(Array(secret.utf8))))
 
+        case .authXOAuth2:
+            if reply.code == 235 { return becomeReady() }
+            guard reply.code == 334 else { return fail(authFailure(reply)) }
+            // The token was refused: the 334 carries a base64 JSON error, and the client
+            // sends an empty line before the server's final (5xx) reply.
+            state = .authXOAuth2Refused(challenge: Self.challengeText(reply))
+            return .send(.authResponse(""))
+
+        case .authXOAuth2Refused(let challenge):
+            // A refused token is transient, unlike a refused password: access tokens
+            // expire within hours and whoever writes them refreshes them.
+            return fail(
+                SMTPSessionError(
+                    kind: .authentication,
+                    reply: reply,
+                    isTransient: true,
+                    message: "XOAUTH2 token refused with \(reply.code)\(challenge.isEmpty ? "" : " (\(challenge))")"
+                )
+            )
+
         case .ready, .failed:
             return fail(SMTPSessionError(kind: .protocolViolation, reply: reply, isTransient: true, message: "unexpected reply"))
         }
@@ -224,12 +250,25 @@ public struct SMTPSessionStateMachine: Sendable {
             case "LOGIN":
                 state = .authLogin(step: 0)
                 return .send(.authLogin)
+            case "XOAUTH2":
+                state = .authXOAuth2
+                // user=<user>^Aauth=Bearer <token>^A^A, base64 (Google's and Microsoft's SASL XOAUTH2).
+                let payload = "user=\(credentials.username)\u{1}auth=Bearer \(credentials.password)\u{1}\u{1}"
+                return .send(.authXOAuth2(initialResponse: SMTPBase64.encode(Array(payload.utf8))))
             default:
                 continue
             }
         }
-        let message = mechanisms.isEmpty ? "server offers no AUTH" : "server offers no supported AUTH mechanism (PLAIN, LOGIN)"
+        let wanted = configuration.authMechanisms.map { $0.uppercased() }.joined(separator: ", ")
+        let message = mechanisms.isEmpty ? "server offers no AUTH" : "server offers no AUTH mechanism we use (\(wanted))"
         return fail(SMTPSessionError(kind: .authentication, isTransient: true, message: message))
+    }
+
+    /// The decoded error of an XOAUTH2 334 challenge (JSON such as
+    /// `{"status":"401","schemes":"Bearer",...}`), printable ASCII only, at most 200 characters.
+    static func challengeText(_ reply: SMTPReply) -> String {
+        guard let line = reply.lines.first, let bytes = SMTPBase64.decode(line) else { return "" }
+        return String(decoding: bytes.filter { (0x20..<0x7F).contains($0) }.prefix(200), as: UTF8.self)
     }
 
     private func authFailure(_ reply: SMTPReply) -> SMTPSessionError {

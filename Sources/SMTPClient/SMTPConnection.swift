@@ -80,7 +80,7 @@ actor SMTPConnection {
 
     private func runSession(tlsContext: NIOSSLContext?, serverHostname: String?) async throws(SMTPClientError) {
         do throws(SMTPSessionError) {
-            var machine = SMTPSessionStateMachine(configuration: configuration.sessionConfiguration)
+            var machine = SMTPSessionStateMachine(configuration: try configuration.currentSessionConfiguration())
             var action = machine.receive(try await nextReply(phase: .greeting))
             while true {
                 switch action {

@@ -1,3 +1,5 @@
+import Foundation
+
 /// How the client uses TLS with the relay (DESIGN.md, "The user-facing contract").
 public enum SMTPTLSMode: String, Sendable, Hashable {
     /// `smtps://`: TLS from the first byte (RFC 8314), always verified.
@@ -126,8 +128,13 @@ public struct SMTPRelayConfiguration: Sendable, Hashable {
     /// The most connections open to the relay at once.
     public var maxConnections: Int
     /// The SASL mechanisms to use when the relay offers them, most preferred first:
-    /// `PLAIN` (RFC 4616) and `LOGIN` are implemented.
+    /// `PLAIN` (RFC 4616), `LOGIN` and `XOAUTH2` (an OAuth 2.0 access token as the
+    /// password) are implemented. The URL's `auth=` picks one.
     public var authMechanisms: [String] = ["PLAIN", "LOGIN"]
+    /// XOAUTH2: a file holding the access token, read again for every new connection,
+    /// so that whatever refreshes the token (a sidecar, a cron job) only rewrites the
+    /// file. Used instead of `password`. The URL's `token_file=`.
+    public var tokenFile: String?
     /// The most messages sent over one connection before it is closed (Postfix
     /// `smtp_connection_reuse_count_limit`; 0 is no limit).
     public var maxMessagesPerConnection: Int
@@ -165,6 +172,10 @@ public struct SMTPRelayConfiguration: Sendable, Hashable {
     /// `tls` value or query parameter, `smtps` with a `tls` other than `implicit`, and
     /// `tls=none` with credentials to a host that is not loopback (DESIGN.md: plain text
     /// AUTH only to loopback).
+    ///
+    /// `auth=plain|login|xoauth2` uses that SASL mechanism only (by default PLAIN, else
+    /// LOGIN). With `auth=xoauth2` the password is the OAuth 2.0 access token, or
+    /// `token_file=/path` names a file holding it (percent-encoded like the rest).
     public init(url: String, caFile: String? = nil) throws(SMTPConfigurationError) {
         guard let colon = url.firstIndex(of: ":"), url[colon...].hasPrefix("://") else {
             throw SMTPConfigurationError(message: "PIGEON_SMTP_URL must start with smtp:// or smtps://")
@@ -224,13 +235,43 @@ public struct SMTPRelayConfiguration: Sendable, Hashable {
         }
 
         var tlsValue: String?
+        var authValue: String?
+        var tokenFile: String?
         for item in query.split(separator: "&") where !item.isEmpty {
             let pair = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
-            guard pair[0] == "tls", pair.count == 2 else {
-                throw SMTPConfigurationError(message: "PIGEON_SMTP_URL has an unknown parameter \(pair[0]); only tls= is known")
+            guard pair.count == 2 else {
+                throw SMTPConfigurationError(message: "PIGEON_SMTP_URL parameter \(pair[0]) needs a value")
             }
-            tlsValue = String(pair[1]).lowercased()
+            switch pair[0] {
+            case "tls": tlsValue = String(pair[1]).lowercased()
+            case "auth": authValue = String(pair[1]).lowercased()
+            case "token_file": tokenFile = try Self.percentDecode(pair[1])
+            default:
+                throw SMTPConfigurationError(
+                    message: "PIGEON_SMTP_URL has an unknown parameter \(pair[0]); the known ones are tls=, auth= and token_file="
+                )
+            }
         }
+        var authMechanisms = ["PLAIN", "LOGIN"]
+        if let authValue {
+            guard ["plain", "login", "xoauth2"].contains(authValue) else {
+                throw SMTPConfigurationError(message: "PIGEON_SMTP_URL: auth must be plain, login or xoauth2")
+            }
+            guard username != nil else {
+                throw SMTPConfigurationError(message: "PIGEON_SMTP_URL: auth=\(authValue) needs a user name (smtp://user@host)")
+            }
+            authMechanisms = [authValue.uppercased()]
+        }
+        if authValue == "xoauth2" {
+            guard (password == nil) != (tokenFile == nil) else {
+                throw SMTPConfigurationError(
+                    message: "PIGEON_SMTP_URL: auth=xoauth2 takes the access token as the password or from token_file=, one of them"
+                )
+            }
+        } else if tokenFile != nil {
+            throw SMTPConfigurationError(message: "PIGEON_SMTP_URL: token_file= is for auth=xoauth2")
+        }
+        if tokenFile?.isEmpty == true { throw SMTPConfigurationError(message: "PIGEON_SMTP_URL: token_file= is empty") }
         let hasCredentials = username != nil
         let tlsMode: SMTPTLSMode
         if scheme == "smtps" {
@@ -250,6 +291,8 @@ public struct SMTPRelayConfiguration: Sendable, Hashable {
             throw SMTPConfigurationError(message: "PIGEON_SMTP_URL: tls=none with credentials is allowed only to a loopback relay")
         }
         self.init(host: host, port: port, tlsMode: tlsMode, username: username, password: password, caFile: caFile)
+        self.authMechanisms = authMechanisms
+        self.tokenFile = tokenFile
     }
 
     /// The URL without the password, for logs: `smtp://user:***@host:587?tls=required`.
@@ -260,7 +303,10 @@ public struct SMTPRelayConfiguration: Sendable, Hashable {
             userInfo = Self.percentEncode(username) + (password == nil ? "" : ":***") + "@"
         }
         let hostText = host.contains(":") ? "[\(host)]" : host
-        let query = tlsMode == .implicit ? "" : "?tls=\(tlsMode.rawValue)"
+        var parameters: [String] = tlsMode == .implicit ? [] : ["tls=\(tlsMode.rawValue)"]
+        if authMechanisms.count == 1, let mechanism = authMechanisms.first { parameters.append("auth=\(mechanism.lowercased())") }
+        if let tokenFile { parameters.append("token_file=\(Self.percentEncode(tokenFile))") }
+        let query = parameters.isEmpty ? "" : "?" + parameters.joined(separator: "&")
         return "\(scheme)://\(userInfo)\(hostText):\(port)\(query)"
     }
 
@@ -273,6 +319,27 @@ public struct SMTPRelayConfiguration: Sendable, Hashable {
         if host == "localhost" || host.hasSuffix(".localhost") || host == "::1" || host == "0:0:0:0:0:0:0:1" { return true }
         let octets = host.split(separator: ".", omittingEmptySubsequences: false)
         return octets.count == 4 && octets[0] == "127" && octets.allSatisfy { UInt8($0) != nil }
+    }
+
+    /// The session's configuration with the secret as of now: `password`, or the
+    /// access token read from `tokenFile` (a file that cannot be read, or that holds no
+    /// token, is a transient authentication error naming the file, never its content).
+    func currentSessionConfiguration() throws(SMTPSessionError) -> SMTPSessionStateMachine.Configuration {
+        guard let tokenFile else { return sessionConfiguration }
+        let text: String
+        do {
+            text = try String(contentsOfFile: tokenFile, encoding: .utf8)
+        } catch {
+            throw SMTPSessionError(kind: .authentication, isTransient: true, message: "cannot read the XOAUTH2 token_file \(tokenFile)")
+        }
+        let token = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        // An access token is printable ASCII without spaces; anything else would corrupt the SASL message.
+        guard !token.isEmpty, token.utf8.allSatisfy({ (0x21..<0x7F).contains($0) }) else {
+            throw SMTPSessionError(kind: .authentication, isTransient: true, message: "the XOAUTH2 token_file \(tokenFile) holds no access token")
+        }
+        var configuration = sessionConfiguration
+        configuration.credentials?.password = token
+        return configuration
     }
 
     var sessionConfiguration: SMTPSessionStateMachine.Configuration {

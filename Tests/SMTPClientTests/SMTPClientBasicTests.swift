@@ -1,3 +1,4 @@
+import Foundation
 import NIOCore
 import NIOPosix
 import SMTP
@@ -74,6 +75,54 @@ struct SMTPClientBasicTests {
         await client.shutdown()
         try await server.stop()
         try await group.shutdownGracefully()
+    }
+
+    @Test("XOAUTH2 over STARTTLS: the token is read from token_file at each new connection, a refused one is transient")
+    func xoauth2TokenFile() async throws {
+        let identity = try TestTLSIdentity.generate()
+        let server = TestSMTPServer(
+            configuration: .init(
+                tls: identity,
+                authCredentials: .init(user: "me@example.com", password: "ya29.fresh-token"),
+                authMechanisms: ["PLAIN", "XOAUTH2"]
+            )
+        )
+        try await server.start()
+        let tokenFile = NSTemporaryDirectory() + "pigeon-token-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: tokenFile) }
+        try "ya29.expired-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let url = "smtp://me%40example.com@localhost:\(server.port)?auth=xoauth2&token_file=\(tokenFile.replacingOccurrences(of: "/", with: "%2F"))"
+        let client = SMTPClient(configuration: try SMTPRelayConfiguration(url: url, caFile: identity.caPEMPath))
+        let message = OutgoingMessage(mailFrom: "me@example.com", recipients: ["b@example.com"], data: Self.body)
+
+        let refused = await #expect(throws: SMTPClientError.self) { try await client.send(message) }
+        #expect(refused?.kind == .authentication)
+        #expect(refused?.isTransient == true)
+        #expect(refused?.description.contains("XOAUTH2 token refused with 535") == true)
+        #expect(refused?.description.contains(#""status":"401""#) == true)
+        #expect(refused?.transcript.contains("C: AUTH XOAUTH2 <redacted>") == true)
+        #expect(refused?.transcript.joined().contains("token") == false)
+
+        // Whatever refreshes the token rewrites the file; the next connection reads it.
+        try "ya29.fresh-token\n".write(toFile: tokenFile, atomically: true, encoding: .utf8)
+        let result = try await client.send(message)
+        #expect(result.recipients.map(\.reply.code) == [250])
+        let auths = server.receivedCommands.filter { $0.line.hasPrefix("AUTH XOAUTH2") }
+        #expect(auths.count == 2)
+        #expect(auths.allSatisfy { $0.wasEncrypted })
+        #expect(Set(auths.map(\.connectionIndex)).count == 2)
+        #expect(try await server.waitForMessages(count: 1, timeout: .seconds(5)).count == 1)
+
+        // A file that is gone is a transient authentication error naming the file.
+        try FileManager.default.removeItem(atPath: tokenFile)
+        await client.shutdown()
+        let fresh = SMTPClient(configuration: try SMTPRelayConfiguration(url: url, caFile: identity.caPEMPath))
+        let missing = await #expect(throws: SMTPClientError.self) { try await fresh.send(message) }
+        #expect(missing?.kind == .authentication)
+        #expect(missing?.isTransient == true)
+        #expect(missing?.description.contains(tokenFile) == true)
+        await fresh.shutdown()
+        try await server.stop()
     }
 
     @Test("STARTTLS with a generated certificate, then AUTH PLAIN")

@@ -61,7 +61,43 @@ struct SMTPRelayConfigurationTests {
             password: "p",
             redacted: "smtp://u:***@mail.example:587?tls=opportunistic"
         ),
+        Valid(
+            url: "smtp://me%40gmail.com:ya29.token@smtp.gmail.com:587?auth=xoauth2",
+            host: "smtp.gmail.com",
+            port: 587,
+            tls: .required,
+            username: "me@gmail.com",
+            password: "ya29.token",
+            redacted: "smtp://me%40gmail.com:***@smtp.gmail.com:587?tls=required&auth=xoauth2"
+        ),
+        Valid(
+            url: "smtps://me@smtp.office365.com?auth=XOAUTH2&token_file=%2Frun%2Fsecrets%2Fsmtp%20token",
+            host: "smtp.office365.com",
+            port: 465,
+            tls: .implicit,
+            username: "me",
+            redacted: "smtps://me@smtp.office365.com:465?auth=xoauth2&token_file=%2Frun%2Fsecrets%2Fsmtp%20token"
+        ),
+        Valid(
+            url: "smtp://u:p@mx.example:587?auth=login",
+            host: "mx.example",
+            port: 587,
+            tls: .required,
+            username: "u",
+            password: "p",
+            redacted: "smtp://u:***@mx.example:587?tls=required&auth=login"
+        ),
     ]
+
+    @Test("auth= picks the one mechanism used; token_file= is kept as a decoded path")
+    func authParameters() throws {
+        #expect(try SMTPRelayConfiguration(url: "smtp://u:p@mx.example").authMechanisms == ["PLAIN", "LOGIN"])
+        #expect(try SMTPRelayConfiguration(url: "smtp://u:p@mx.example?auth=login").authMechanisms == ["LOGIN"])
+        let oauth = try SMTPRelayConfiguration(url: "smtp://u@mx.example?auth=xoauth2&token_file=%2Fetc%2Ftoken")
+        #expect(oauth.authMechanisms == ["XOAUTH2"])
+        #expect(oauth.tokenFile == "/etc/token")
+        #expect(oauth.password == nil)
+    }
 
     @Test(arguments: valid)
     func parses(_ expected: Valid) throws {
@@ -82,6 +118,8 @@ struct SMTPRelayConfigurationTests {
             "http://mx.example.com", "mx.example.com:25", "smtp://", "smtp://host:0", "smtp://host:99999", "smtp://host:abc",
             "smtp://host?tls=maybe", "smtp://host?tls=implicit", "smtps://host?tls=required", "smtps://host?tls=none",
             "smtp://u:p@mx.example.com?tls=none", "smtp://host/path", "smtp://host?foo=bar", "smtp://u:p%zz@host", "smtp://[::1",
+            "smtp://host?tls", "smtp://u:p@host?auth=cram-md5", "smtp://host?auth=xoauth2", "smtp://u@host?auth=xoauth2",
+            "smtp://u:t@host?auth=xoauth2&token_file=%2Ft", "smtp://u:p@host?token_file=%2Ft", "smtp://u@host?auth=xoauth2&token_file=",
         ]
     )
     func refuses(_ url: String) {

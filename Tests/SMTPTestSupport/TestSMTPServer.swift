@@ -108,7 +108,7 @@ public final class TestSMTPServer: Sendable {
         public var authCredentials: Credentials?
         /// The name in the greeting and EHLO reply.
         public var hostname: String
-        /// The SASL mechanisms announced when `authCredentials` is set (PLAIN and LOGIN are implemented).
+        /// The SASL mechanisms announced when `authCredentials` is set (PLAIN, LOGIN and XOAUTH2 are implemented; for XOAUTH2 the password is the token).
         public var authMechanisms: [String]
 
         /// Makes a configuration; by default no TLS, no AUTH, PIPELINING, 8BITMIME,

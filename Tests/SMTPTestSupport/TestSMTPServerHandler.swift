@@ -13,6 +13,8 @@ final class TestSMTPServerHandler: ChannelInboundHandler {
         case authPlainResponse
         case authLoginUser
         case authLoginPassword(user: String)
+        /// XOAUTH2 refused with a 334 error challenge: the client's empty line is awaited.
+        case authXOAuth2Refused
         case hung
     }
 
@@ -117,6 +119,10 @@ final class TestSMTPServerHandler: ChannelInboundHandler {
             let user = String(decoding: base64Decode(String(decoding: line, as: UTF8.self)) ?? [], as: UTF8.self)
             mode = .authLoginPassword(user: user)
             send("334 UGFzc3dvcmQ6")
+        case .authXOAuth2Refused:
+            record(String(decoding: line, as: UTF8.self))
+            mode = .command
+            send(line.isEmpty ? "535 5.7.8 Username and Password not accepted" : "501 5.5.2 Expected an empty line after the XOAUTH2 error")
         case .authLoginPassword(let user):
             record(String(decoding: line, as: UTF8.self))
             mode = .command
@@ -223,6 +229,7 @@ final class TestSMTPServerHandler: ChannelInboundHandler {
             switch mechanism {
             case "PLAIN": return words.count > 1 ? authPlainReply(String(words[1])) : "334 "
             case "LOGIN": return "334 VXNlcm5hbWU6"
+            case "XOAUTH2": return words.count > 1 ? authXOAuth2Reply(String(words[1])) : "501 5.5.2 XOAUTH2 needs an initial response"
             default: return "504 5.5.4 Unsupported authentication mechanism"
             }
         case "MAIL":
@@ -277,7 +284,11 @@ final class TestSMTPServerHandler: ChannelInboundHandler {
         case "AUTH":
             let words = argument.split(separator: " ")
             if code == "334" {
-                mode = words.first?.uppercased() == "LOGIN" ? .authLoginUser : .authPlainResponse
+                switch words.first?.uppercased() {
+                case "LOGIN": mode = .authLoginUser
+                case "XOAUTH2": mode = .authXOAuth2Refused
+                default: mode = .authPlainResponse
+                }
             } else if code == "235" {
                 authenticated = true
             }
@@ -335,6 +346,23 @@ final class TestSMTPServerHandler: ChannelInboundHandler {
         let parts = decoded.split(separator: 0, omittingEmptySubsequences: false)
         guard parts.count == 3 else { return "501 5.5.2 Cannot decode response" }
         return authReply(user: String(decoding: parts[1], as: UTF8.self), password: String(decoding: parts[2], as: UTF8.self))
+    }
+
+    /// XOAUTH2 as Gmail answers it: `user=U^Aauth=Bearer T^A^A`, the token checked
+    /// against the password of `authCredentials`; a wrong one gets a 334 with a base64
+    /// JSON error, then (after the client's empty line) 535.
+    private func authXOAuth2Reply(_ response: String) -> String {
+        let decoded = String(decoding: base64Decode(response) ?? [], as: UTF8.self)
+        let fields = decoded.split(separator: "\u{1}", omittingEmptySubsequences: true)
+        guard decoded.hasSuffix("\u{1}\u{1}"), fields.count == 2, fields[0].hasPrefix("user="), fields[1].hasPrefix("auth=Bearer ") else {
+            return "501 5.5.2 Cannot decode response"
+        }
+        let user = String(fields[0].dropFirst("user=".count))
+        let token = String(fields[1].dropFirst("auth=Bearer ".count))
+        if let expected = server.configuration.authCredentials, expected.user == user, expected.password == token {
+            return "235 2.7.0 Accepted"
+        }
+        return "334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiQmVhcmVyIiwic2NvcGUiOiJodHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ=="
     }
 
     private func authReply(user: String, password: String) -> String {

@@ -111,6 +111,30 @@ struct SMTPSessionStateMachineTests {
             ]
         ),
         Script(
+            name: "AUTH XOAUTH2 with the bearer token",
+            configuration: .init(heloName: "me", tlsPolicy: .required, isImplicitTLS: true, credentials: credentials, authMechanisms: ["XOAUTH2"]),
+            steps: [
+                (.reply("220 mx"), .send("EHLO me")),
+                (.reply("250-mx\n250 AUTH PLAIN LOGIN XOAUTH2"), .send("AUTH XOAUTH2 dXNlcj11c2VyAWF1dGg9QmVhcmVyIHBhc3MBAQ==")),
+                (.reply("235 2.7.0 Accepted"), .ready),
+            ]
+        ),
+        Script(
+            name: "a refused XOAUTH2 token: 334 error challenge, empty line, 535: transient (tokens expire)",
+            configuration: .init(heloName: "me", tlsPolicy: .required, isImplicitTLS: true, credentials: credentials, authMechanisms: ["XOAUTH2"]),
+            steps: [
+                (.reply("220 mx"), .send("EHLO me")),
+                (.reply("250-mx\n250 AUTH XOAUTH2"), .send("AUTH XOAUTH2 dXNlcj11c2VyAWF1dGg9QmVhcmVyIHBhc3MBAQ==")),
+                (.reply("334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiQmVhcmVyIiwic2NvcGUiOiJodHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ=="), .send("")),
+                (.reply("535 5.7.8 Username and Password not accepted"), .fail(.authentication, transient: true)),
+            ]
+        ),
+        Script(
+            name: "XOAUTH2 wanted but only PLAIN and LOGIN offered",
+            configuration: .init(heloName: "me", tlsPolicy: .required, isImplicitTLS: true, credentials: credentials, authMechanisms: ["XOAUTH2"]),
+            steps: [(.reply("220 mx"), .send("EHLO me")), (.reply(ehloAuth), .fail(.authentication, transient: true))]
+        ),
+        Script(
             name: "no AUTH offered with credentials",
             configuration: .init(heloName: "me", tlsPolicy: .required, isImplicitTLS: true, credentials: credentials),
             steps: [(.reply("220 mx"), .send("EHLO me")), (.reply("250 mx"), .fail(.authentication, transient: true))]
@@ -183,6 +207,31 @@ struct SMTPSessionStateMachineTests {
                 }
             #expect(actual == expected, "step \(index)")
         }
+    }
+
+    @Test("a refused XOAUTH2 token names the server's decoded error, never the token")
+    func xoauth2RefusalMessage() {
+        let configuration = SMTPSessionStateMachine.Configuration(
+            heloName: "me",
+            tlsPolicy: .required,
+            isImplicitTLS: true,
+            credentials: .init(username: "user", password: "ya29.secret-token"),
+            authMechanisms: ["XOAUTH2"]
+        )
+        var machine = SMTPSessionStateMachine(configuration: configuration)
+        _ = machine.receive(reply("220 mx"))
+        guard case .send(let auth) = machine.receive(reply("250-mx\n250 AUTH XOAUTH2")) else {
+            Issue.record("no AUTH sent")
+            return
+        }
+        #expect(auth.transcriptLine == "AUTH XOAUTH2 <redacted>")
+        _ = machine.receive(reply("334 eyJzdGF0dXMiOiI0MDEiLCJzY2hlbWVzIjoiQmVhcmVyIiwic2NvcGUiOiJodHRwczovL21haWwuZ29vZ2xlLmNvbS8ifQ=="))
+        guard case .fail(let error) = machine.receive(reply("535 5.7.8 Username and Password not accepted")) else {
+            Issue.record("no failure")
+            return
+        }
+        #expect(error.description.contains(#"XOAUTH2 token refused with 535 ({"status":"401","schemes":"Bearer""#))
+        #expect(!error.description.contains("ya29"))
     }
 }
 
