@@ -1,6 +1,7 @@
 """aiosmtpd servers for Pigeon's SMTP interop tests (.ci/interop/start-smtp-servers.sh).
 
-Two servers, both requiring AUTH (PLAIN and LOGIN, aiosmtpd's built-in mechanisms):
+Two servers, both requiring AUTH (PLAIN and LOGIN, aiosmtpd's built-in mechanisms,
+and XOAUTH2 as Gmail answers it, with the password as the access token):
   - implicit TLS (RFC 8314) on --smtps-port
   - STARTTLS (RFC 3207) required, on --starttls-port
 Messages are counted and dropped. A recipient "reject@example.net" is refused with
@@ -8,6 +9,8 @@ Messages are counted and dropped. A recipient "reject@example.net" is refused wi
 """
 
 import argparse
+import base64
+import json
 import signal
 import ssl
 import threading
@@ -17,8 +20,30 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 
 class Handler:
-    def __init__(self):
+    def __init__(self, user, token):
         self.count = 0
+        self.user = user
+        self.token = token
+
+    async def auth_XOAUTH2(self, server, args):
+        """SASL XOAUTH2 (Google's and Microsoft's): user=U^Aauth=Bearer T^A^A, base64.
+
+        A wrong token gets Gmail's answer: a 334 carrying a base64 JSON error, then,
+        after the client's empty line, 535.
+        """
+        if len(args) != 2:
+            return AuthResult(success=False, handled=False, message="501 5.5.2 XOAUTH2 needs an initial response")
+        try:
+            fields = base64.b64decode(args[1], validate=True).decode().split("\x01")
+        except ValueError:
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot decode response")
+        if len(fields) != 4 or not fields[0].startswith("user=") or not fields[1].startswith("auth=Bearer ") or fields[2:] != ["", ""]:
+            return AuthResult(success=False, handled=False, message="501 5.5.2 Cannot decode response")
+        if fields[0][len("user="):] == self.user and fields[1][len("auth=Bearer "):] == self.token:
+            return AuthResult(success=True, handled=False)
+        error = {"status": "401", "schemes": "Bearer", "scope": "https://mail.google.com/"}
+        await server.challenge_auth(json.dumps(error))
+        return AuthResult(success=False, handled=False, message="535 5.7.8 Username and Password not accepted")
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address.lower() == "reject@example.net":
@@ -56,7 +81,7 @@ def main():
     check = authenticator(args.user, args.password)
 
     implicit = Controller(
-        Handler(),
+        Handler(args.user, args.password),
         hostname="127.0.0.1",
         port=args.smtps_port,
         ssl_context=context,
@@ -69,7 +94,7 @@ def main():
         server_kwargs={"ident": "aiosmtpd interop (smtps)"},
     )
     starttls = Controller(
-        Handler(),
+        Handler(args.user, args.password),
         hostname="127.0.0.1",
         port=args.starttls_port,
         tls_context=context,

@@ -3,7 +3,7 @@
 #   - Postfix (Debian's package): STARTTLS with a generated certificate, PIPELINING,
 #     every message discarded (default_transport = discard); a recipient
 #     reject@example.net is refused with 550.
-#   - aiosmtpd (PyPI): AUTH PLAIN and LOGIN over implicit TLS and over STARTTLS.
+#   - aiosmtpd (PyPI): AUTH PLAIN, LOGIN and XOAUTH2 over implicit TLS and over STARTTLS.
 # Installs nothing (see apt-packages.txt and requirements.txt). Idempotent: run it
 # again and it reconfigures Postfix and restarts aiosmtpd. Writes the addresses to
 # .ci/interop/env for .ci/run to source before `swift test`.

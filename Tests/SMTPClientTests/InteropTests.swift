@@ -106,10 +106,11 @@ struct AiosmtpdInteropTests {
     }
 
     @Test(
-        "AUTH over implicit TLS and over STARTTLS, PLAIN and LOGIN",
+        "AUTH over implicit TLS and over STARTTLS, PLAIN, LOGIN and XOAUTH2",
         arguments: [
             ("PIGEON_INTEROP_AIOSMTPD_SMTPS", "smtps", "PLAIN"), ("PIGEON_INTEROP_AIOSMTPD_SMTPS", "smtps", "LOGIN"),
             ("PIGEON_INTEROP_AIOSMTPD_STARTTLS", "smtp", "PLAIN"), ("PIGEON_INTEROP_AIOSMTPD_STARTTLS", "smtp", "LOGIN"),
+            ("PIGEON_INTEROP_AIOSMTPD_SMTPS", "smtps", "XOAUTH2"), ("PIGEON_INTEROP_AIOSMTPD_STARTTLS", "smtp", "XOAUTH2"),
         ]
     )
     func authenticated(_ variable: String, _ scheme: String, _ mechanism: String) async throws {
@@ -140,6 +141,30 @@ struct AiosmtpdInteropTests {
             #expect(!error.isTransient)
             #expect(error.reply?.code == 535)
             #expect(!error.description.contains("wrong-password"))
+        }
+        await client.shutdown()
+    }
+
+    @Test("a refused XOAUTH2 token (334 error challenge, then 535) is a transient failure naming the server's error")
+    func refusedToken() async throws {
+        guard
+            let configuration = try Self.configuration(
+                "PIGEON_INTEROP_AIOSMTPD_STARTTLS",
+                scheme: "smtp",
+                password: "expired-token",
+                mechanism: "XOAUTH2"
+            )
+        else { return }
+        let client = SMTPClient(configuration: configuration)
+        do {
+            _ = try await client.send(OutgoingMessage(mailFrom: "pigeon@example.com", recipients: ["someone@example.org"], data: Interop.body))
+            Issue.record("expected an authentication failure")
+        } catch {
+            #expect(error.kind == .authentication)
+            #expect(error.isTransient)
+            #expect(error.reply?.code == 535)
+            #expect(error.description.contains(#""status": "401""#))
+            #expect(!error.description.contains("expired-token"))
         }
         await client.shutdown()
     }
