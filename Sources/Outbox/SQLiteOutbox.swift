@@ -65,7 +65,7 @@ public final class SQLiteOutbox: OutboxStore {
     /// The database file.
     public let path: String
     let pool: DatabasePool
-    private let lockFD: Int32
+    private let lock: LockFile
     private let enqueuer: GroupCommitter<EnqueueJob, EnqueueReply>
     private let recorder: GroupCommitter<AttemptRecord, Void>
     private let signal = WorkSignal()
@@ -75,16 +75,7 @@ public final class SQLiteOutbox: OutboxStore {
     public init(path: String, options: Options = Options(), clock: @escaping @Sendable () -> Date = { Date() }) throws {
         self.path = path
         self.clock = clock
-        let lockPath = path + ".lock"
-        let fd = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw OutboxError.cannotOpen("\(lockPath): \(String(cString: strerror(errno)))")
-        }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
-            close(fd)
-            throw OutboxError.locked(path: path)
-        }
-        self.lockFD = fd
+        self.lock = try LockFile(databasePath: path)
         var configuration = Configuration()
         configuration.busyMode = .timeout(TimeInterval(options.busyTimeout.components.seconds))
         configuration.foreignKeysEnabled = true
@@ -101,7 +92,6 @@ public final class SQLiteOutbox: OutboxStore {
             pool = try DatabasePool(path: path, configuration: configuration)
             try Schema.migrator.migrate(pool)
         } catch {
-            close(fd)
             throw OutboxError.cannotOpen("\(path): \(error)")
         }
         let pool = self.pool
@@ -115,13 +105,8 @@ public final class SQLiteOutbox: OutboxStore {
         do {
             try requeueAbandoned()
         } catch {
-            close(fd)
             throw OutboxError.cannotOpen("\(path): \(error)")
         }
-    }
-
-    deinit {
-        close(lockFD)
     }
 
     /// Returns emails left `sending` by an earlier process to the queue, due now.
@@ -796,5 +781,39 @@ extension Date {
 
     init(millis: Int64) {
         self.init(timeIntervalSince1970: TimeInterval(millis) / 1000)
+    }
+}
+
+/// The exclusive `flock` on `<database>.lock` that makes one process the owner of an
+/// outbox, released (closed) exactly once, when this is deallocated.
+///
+/// Its own object, so that no error path of `SQLiteOutbox.init` closes the descriptor
+/// by hand: a throwing init that fails after every property is set also runs `deinit`,
+/// and a second `close` of the same number can close a descriptor another thread has
+/// just opened (another outbox's lock file, whose `flock` then fails).
+final class LockFile: Sendable {
+    let descriptor: Int32
+
+    init(databasePath: String) throws(OutboxError) {
+        let lockPath = databasePath + ".lock"
+        let descriptor = open(lockPath, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw OutboxError.cannotOpen("\(lockPath): \(String(cString: strerror(errno)))")
+        }
+        // Only EWOULDBLOCK means another process has it; a signal (EINTR) is retried,
+        // and any other error is named.
+        var result = flock(descriptor, LOCK_EX | LOCK_NB)
+        while result != 0 && errno == EINTR { result = flock(descriptor, LOCK_EX | LOCK_NB) }
+        guard result == 0 else {
+            let error = errno
+            close(descriptor)
+            if error == EWOULDBLOCK { throw OutboxError.locked(path: databasePath) }
+            throw OutboxError.cannotOpen("\(lockPath): flock: \(String(cString: strerror(error)))")
+        }
+        self.descriptor = descriptor
+    }
+
+    deinit {
+        close(descriptor)
     }
 }
