@@ -15,21 +15,7 @@ struct APITests {
 
     /// The routes over a real temporary outbox, driven in process by Hummingbird's router tester.
     func withAPI(_ body: @Sendable (any TestClientProtocol) async throws -> Void) async throws {
-        let directory = NSTemporaryDirectory() + "pigeon-api-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let outbox = try SQLiteOutbox(path: directory + "/outbox.sqlite")
-        let router = Router()
-        var logger = Logger(label: "api-test")
-        logger.logLevel = .critical
-        try registerRoutes(
-            on: router,
-            outbox: outbox,
-            configuration: APIConfiguration(apiKeys: [Self.key], maxRequestBytes: 10_000),
-            logger: logger
-        )
-        let app = Application(router: router, logger: logger)
-        try await app.test(.router, body)
+        try await withRoutes(APIConfiguration(apiKeys: [Self.key], maxRequestBytes: 10_000)) { client, _ in try await body(client) }
     }
 
     @Test(

@@ -91,19 +91,11 @@ struct BatchRateLimitTests {
     /// The routes over a temporary outbox with a 0.1/s, burst 10 limit (refill is
     /// negligible while a test runs, so the token counts below are exact).
     func withAPI(_ body: @Sendable (any TestClientProtocol, SQLiteOutbox) async throws -> Void) async throws {
-        let directory = NSTemporaryDirectory() + "pigeon-rate-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let outbox = try SQLiteOutbox(path: directory + "/outbox.sqlite")
-        let router = Router()
-        var logger = Logger(label: "api-test")
-        logger.logLevel = .critical
         var configuration = APIConfiguration(apiKeys: [Self.key])
         configuration.rateLimit = RateLimit(rate: 0.1, burst: 10)
         // Time stands still unless a test moves it: no refill between requests, however slow the machine.
         configuration.rateLimitClock = { 1_000 }
-        try registerRoutes(on: router, outbox: outbox, configuration: configuration, logger: logger)
-        try await Application(router: router, logger: logger).test(.router) { client in try await body(client, outbox) }
+        try await withRoutes(configuration, body)
     }
 
     static func email(_ index: Int) -> String {

@@ -14,17 +14,9 @@ struct ReadinessTests {
         readiness: @escaping @Sendable () async -> [(name: String, problem: String?)],
         _ body: @Sendable (any TestClientProtocol) async throws -> Void
     ) async throws {
-        let directory = NSTemporaryDirectory() + "pigeon-ready-" + UUID().uuidString
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        let outbox = try SQLiteOutbox(path: directory + "/outbox.sqlite")
-        let router = Router()
-        var logger = Logger(label: "api-test")
-        logger.logLevel = .critical
         var configuration = APIConfiguration(apiKeys: ["ready-test-key-0123456789"])
         configuration.operations = OperationsEndpoints(readiness: readiness, metrics: { "# TYPE x counter\nx 1\n" })
-        try registerRoutes(on: router, outbox: outbox, configuration: configuration, logger: logger)
-        try await Application(router: router, logger: logger).test(.router, body)
+        try await withRoutes(configuration) { client, _ in try await body(client) }
     }
 
     @Test("a failing check is 503 naming it; no key needed")

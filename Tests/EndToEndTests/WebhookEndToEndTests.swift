@@ -94,60 +94,47 @@ struct WebhookEndToEndTests {
             let body = try await request.body.collect(upTo: 1 << 20)
             return hooks.receive(id: request.headers[HTTPField.Name("webhook-id")!] ?? "", body: body)
         }
-        let receiverApp = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
-        try await receiverApp.test(.live) { receiverClient in
-            let port = try #require(receiverClient.port)
-            let smtp = TestSMTPServer()
-            try await smtp.start()
-            let directory = try TemporaryDirectory()
-            defer { directory.remove() }
-            let settings = [
-                "PIGEON_WEBHOOK_URL": "http://127.0.0.1:\(port)/hook",
-                "PIGEON_WEBHOOK_SECRET": Self.secret,
-                "PIGEON_WEBHOOK_ALLOW_PRIVATE": "true",
-            ]
-            try await withPigeon(smtp: smtp, database: directory.path + "/outbox.sqlite", settings: settings) { client in
-                let first = try await client.sendSimpleEmail()
-                _ = try await client.waitForStatus(first, "sent")
-                try await hooks.waitFor(count: 2)
-                let lastSeen = try #require(hooks.received.compactMap { Int64($0.dropFirst(4)) }.max())
+        try await withPigeonPostingTo(router) { client in
+            let first = try await client.sendSimpleEmail()
+            _ = try await client.waitForStatus(first, "sent")
+            try await hooks.waitFor(count: 2)
+            let lastSeen = try #require(hooks.received.compactMap { Int64($0.dropFirst(4)) }.max())
 
-                hooks.setDown(true)
-                var missedEmails: [String] = []
-                for _ in 0..<3 {
-                    let id = try await client.sendSimpleEmail()
-                    _ = try await client.waitForStatus(id, "sent")
-                    missedEmails.append(id)
-                }
-                try await hooks.waitFor(refused: 6)
+            hooks.setDown(true)
+            var missedEmails: [String] = []
+            for _ in 0..<3 {
+                let id = try await client.sendSimpleEmail()
+                _ = try await client.waitForStatus(id, "sent")
+                missedEmails.append(id)
+            }
+            try await hooks.waitFor(refused: 6)
 
-                let feed = try await client.events(after: lastSeen)
-                #expect(feed.count == 6)
-                let sequences = feed.compactMap { $0["sequence"] as? Int64 ?? ($0["sequence"] as? Int).map(Int64.init) }
-                #expect(sequences == sequences.sorted())
-                #expect(sequences.allSatisfy { $0 > lastSeen })
-                let summary = feed.map { event -> String in
-                    let data = event["data"] as? [String: Any]
-                    return "\(data?["email_id"] as? String ?? "?") \(event["type"] as? String ?? "?")"
-                }
-                #expect(summary == missedEmails.flatMap { ["\($0) email.queued", "\($0) email.sent"] })
-                // Exactly the events whose webhooks the receiver refused.
-                #expect(Set(feed.compactMap { $0["id"] as? String }) == Set(hooks.refused))
+            let feed = try await client.events(after: lastSeen)
+            #expect(feed.count == 6)
+            let sequences = feed.compactMap { $0["sequence"] as? Int64 ?? ($0["sequence"] as? Int).map(Int64.init) }
+            #expect(sequences == sequences.sorted())
+            #expect(sequences.allSatisfy { $0 > lastSeen })
+            let summary = feed.map { event -> String in
+                let data = event["data"] as? [String: Any]
+                return "\(data?["email_id"] as? String ?? "?") \(event["type"] as? String ?? "?")"
+            }
+            #expect(summary == missedEmails.flatMap { ["\($0) email.queued", "\($0) email.sent"] })
+            // Exactly the events whose webhooks the receiver refused.
+            #expect(Set(feed.compactMap { $0["id"] as? String }) == Set(hooks.refused))
 
-                // The deliveries say so, attempt by attempt.
-                let endpoints = try await client.getJSON("/v1/webhooks")
-                let endpoint = try #require((endpoints["data"] as? [[String: Any]])?.first)
-                #expect(endpoint["is_default"] as? Bool == true)
-                let endpointID = try #require(endpoint["id"] as? String)
-                let deliveries = try #require(try await client.getJSON("/v1/webhooks/\(endpointID)/deliveries")["data"] as? [[String: Any]])
-                #expect(deliveries.count == 8)
-                let pending = deliveries.filter { $0["status"] as? String == "pending" }.compactMap { $0["event_id"] as? String }
-                #expect(Set(pending) == Set(hooks.refused))
-                for delivery in deliveries where delivery["status"] as? String == "pending" {
-                    let attempts = try #require(delivery["attempts"] as? [[String: Any]])
-                    #expect(attempts.first?["response_status"] as? Int == 503)
-                    #expect(attempts.first?["outcome"] as? String == "retrying")
-                }
+            // The deliveries say so, attempt by attempt.
+            let endpoints = try await client.getJSON("/v1/webhooks")
+            let endpoint = try #require((endpoints["data"] as? [[String: Any]])?.first)
+            #expect(endpoint["is_default"] as? Bool == true)
+            let endpointID = try #require(endpoint["id"] as? String)
+            let deliveries = try #require(try await client.getJSON("/v1/webhooks/\(endpointID)/deliveries")["data"] as? [[String: Any]])
+            #expect(deliveries.count == 8)
+            let pending = deliveries.filter { $0["status"] as? String == "pending" }.compactMap { $0["event_id"] as? String }
+            #expect(Set(pending) == Set(hooks.refused))
+            for delivery in deliveries where delivery["status"] as? String == "pending" {
+                let attempts = try #require(delivery["attempts"] as? [[String: Any]])
+                #expect(attempts.first?["response_status"] as? Int == 503)
+                #expect(attempts.first?["outcome"] as? String == "retrying")
             }
         }
     }
@@ -160,6 +147,50 @@ struct WebhookEndToEndTests {
             _ = try await request.body.collect(upTo: 1 << 20)
             return status.withLock { $0 }
         }
+        try await withPigeonPostingTo(router, settings: ["PIGEON_WEBHOOK_RETRY_SCHEDULE": "200ms"]) { client in
+            func attempts(_ outcome: String) -> String { "pigeon_webhook_attempts_total{outcome=\"\(outcome)\"}" }
+            /// Scrapes until `done` holds (or 10 s pass) and returns the last scrape.
+            func scrape(until done: ([String: Double]) -> Bool) async throws -> [String: Double] {
+                var values: [String: Double] = [:]
+                let deadline = ContinuousClock.now + .seconds(10)
+                while ContinuousClock.now < deadline {
+                    values = try metricValues(try await client.execute(uri: "/metrics", method: .get))
+                    if done(values) { break }
+                    try await Task.sleep(for: .milliseconds(50))
+                }
+                return values
+            }
+
+            let start = try await scrape { _ in true }
+            for outcome in ["succeeded", "retrying", "failed", "gone"] {
+                #expect(start[attempts(outcome)] == 0, "\(outcome) is exported from the start")
+            }
+
+            // email.queued and email.sent, both answered 200.
+            _ = try await client.waitForStatus(try await client.sendSimpleEmail(), "sent")
+            let delivered = try await scrape { $0[attempts("succeeded")] == 2 }
+            #expect(delivered[attempts("succeeded")] == 2)
+            #expect(delivered[attempts("retrying")] == 0)
+
+            // Two more webhooks, answered 500: each is retried once after 200 ms, then fails for good.
+            status.withLock { $0 = .internalServerError }
+            _ = try await client.waitForStatus(try await client.sendSimpleEmail(), "sent")
+            let failing = try await scrape { $0[attempts("failed")] == 2 }
+            #expect(failing[attempts("succeeded")] == 2)
+            #expect(failing[attempts("retrying")] == 2)
+            #expect(failing[attempts("failed")] == 2)
+            #expect(failing[attempts("gone")] == 0)
+            #expect(failing["pigeon_webhook_deliveries{status=\"failed\"}"] == 2)
+        }
+    }
+
+    /// The app with `PIGEON_WEBHOOK_URL` pointing at `router`'s `/hook`, served on a free
+    /// loopback port, and an in-process SMTP server; both stop when `body` returns.
+    func withPigeonPostingTo(
+        _ router: Router<BasicRequestContext>,
+        settings extra: [String: String] = [:],
+        _ body: @Sendable (any TestClientProtocol) async throws -> Void
+    ) async throws {
         let receiverApp = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))
         try await receiverApp.test(.live) { receiverClient in
             let port = try #require(receiverClient.port)
@@ -171,43 +202,8 @@ struct WebhookEndToEndTests {
                 "PIGEON_WEBHOOK_URL": "http://127.0.0.1:\(port)/hook",
                 "PIGEON_WEBHOOK_SECRET": Self.secret,
                 "PIGEON_WEBHOOK_ALLOW_PRIVATE": "true",
-                "PIGEON_WEBHOOK_RETRY_SCHEDULE": "200ms",
-            ]
-            try await withPigeon(smtp: smtp, database: directory.path + "/outbox.sqlite", settings: settings) { client in
-                func attempts(_ outcome: String) -> String { "pigeon_webhook_attempts_total{outcome=\"\(outcome)\"}" }
-                /// Scrapes until `done` holds (or 10 s pass) and returns the last scrape.
-                func scrape(until done: ([String: Double]) -> Bool) async throws -> [String: Double] {
-                    var values: [String: Double] = [:]
-                    let deadline = ContinuousClock.now + .seconds(10)
-                    while ContinuousClock.now < deadline {
-                        values = try metricValues(try await client.execute(uri: "/metrics", method: .get))
-                        if done(values) { break }
-                        try await Task.sleep(for: .milliseconds(50))
-                    }
-                    return values
-                }
-
-                let start = try await scrape { _ in true }
-                for outcome in ["succeeded", "retrying", "failed", "gone"] {
-                    #expect(start[attempts(outcome)] == 0, "\(outcome) is exported from the start")
-                }
-
-                // email.queued and email.sent, both answered 200.
-                _ = try await client.waitForStatus(try await client.sendSimpleEmail(), "sent")
-                let delivered = try await scrape { $0[attempts("succeeded")] == 2 }
-                #expect(delivered[attempts("succeeded")] == 2)
-                #expect(delivered[attempts("retrying")] == 0)
-
-                // Two more webhooks, answered 500: each is retried once after 200 ms, then fails for good.
-                status.withLock { $0 = .internalServerError }
-                _ = try await client.waitForStatus(try await client.sendSimpleEmail(), "sent")
-                let failing = try await scrape { $0[attempts("failed")] == 2 }
-                #expect(failing[attempts("succeeded")] == 2)
-                #expect(failing[attempts("retrying")] == 2)
-                #expect(failing[attempts("failed")] == 2)
-                #expect(failing[attempts("gone")] == 0)
-                #expect(failing["pigeon_webhook_deliveries{status=\"failed\"}"] == 2)
-            }
+            ].merging(extra) { $1 }
+            try await withPigeon(smtp: smtp, database: directory.path + "/outbox.sqlite", settings: settings, body)
         }
     }
 
