@@ -14,5 +14,6 @@ public enum Hex {
         return String(decoding: text, as: UTF8.self)
     }
 
-    private static let digits: [UInt8] = Array("0123456789abcdef".utf8)
+    /// The sixteen lower-case hex digits, by value (also used by `JSONText` for `\u00XX`).
+    static let digits: [UInt8] = Array("0123456789abcdef".utf8)
 }

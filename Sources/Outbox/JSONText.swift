@@ -31,8 +31,8 @@ struct JSONText {
             case 0x0C: raw("\\f")
             case 0..<0x20:
                 raw("\\u00")
-                bytes.append(Self.hexDigits[Int(byte >> 4)])
-                bytes.append(Self.hexDigits[Int(byte & 0x0F)])
+                bytes.append(Hex.digits[Int(byte >> 4)])
+                bytes.append(Hex.digits[Int(byte & 0x0F)])
             default: bytes.append(byte)
             }
         }
@@ -69,8 +69,6 @@ struct JSONText {
         writer.object(dictionary)
         return writer.text
     }
-
-    private static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 }
 
 extension EventPayload {

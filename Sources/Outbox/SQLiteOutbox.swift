@@ -254,8 +254,6 @@ public final class SQLiteOutbox: OutboxStore {
                 if case .replay(let reply) = try Self.lookUp(idempotency, db: db, now: now) { return reply }
                 return nil
             }
-        } catch let error as OutboxError {
-            throw error
         } catch {
             throw OutboxError.map(error)
         }

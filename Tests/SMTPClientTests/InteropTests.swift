@@ -122,6 +122,11 @@ struct AiosmtpdInteropTests {
         #expect(result.transcript.contains { $0.hasPrefix("C: AUTH \(mechanism)") })
         #expect(result.transcript.contains { $0.hasPrefix("S: 235") })
         #expect(!result.transcript.joined().contains(configuration.password ?? "-"))
+        // The secret travels base64-encoded: every AUTH payload line is redacted.
+        let authLines = result.transcript.filter { $0.hasPrefix("C: AUTH") }
+        #expect(authLines.count == 1)
+        #expect(authLines.allSatisfy { $0 == "C: AUTH LOGIN" || $0 == "C: AUTH \(mechanism) <redacted>" }, "\(authLines)")
+        #expect(result.transcript.filter { $0 == "C: <redacted>" }.count == (mechanism == "LOGIN" ? 2 : 0))
         await client.shutdown()
     }
 
